@@ -1,0 +1,22 @@
+"""Data shipped inside the package (no download at run time)."""
+
+from __future__ import annotations
+
+import os
+
+ASSETS_DIR = os.path.dirname(__file__)
+
+
+def haystack_files() -> list[str]:
+  """Paths of the bundled Paul Graham essays (gkamradt/LLMTest_NeedleInAHaystack), sorted by name."""
+  folder = os.path.join(ASSETS_DIR, "haystack")
+  return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".txt"))
+
+
+def haystack_text() -> str:
+  """All bundled essays concatenated, separated by blank lines (the NIAH haystack)."""
+  parts = []
+  for path in haystack_files():
+    with open(path, encoding="utf-8") as f:
+      parts.append(f.read().strip())
+  return "\n\n".join(parts)

@@ -1,0 +1,94 @@
+"""`load_pretrained`: a bundled name, a .gguf file or an HF directory -> config, params and tokenizer."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from lcjax.config import ModelConfig
+from lcjax.data.tokenizer import Tokenizer
+from lcjax.errors import CheckpointError
+
+
+@dataclasses.dataclass
+class Pretrained:
+  """A loaded model: its config, NNX graphdef and state (params), and tokenizer (None if the files have none)."""
+
+  cfg: ModelConfig
+  graphdef: object
+  state: object
+  tokenizer: Tokenizer | None
+  source: str
+
+
+def load_pretrained(name_or_path: str = "smollm2-135m", *, rope_overrides: dict | None = None,
+                    **overrides) -> Pretrained:
+  """Loads a model.
+
+  Args:
+    name_or_path: a bundled model name (`smollm2-135m`), a `.gguf` file, or an HF checkpoint directory.
+    rope_overrides: RopeConfig fields to change, keeping the file's others (e.g. {"scaling": "yarn", "factor": 4}).
+    **overrides: ModelConfig fields to change after reading the file (e.g. `rope=RopeConfig(...)`,
+      `dtype="bfloat16"`, `attention_impl="reference"`). Shape fields cannot change.
+  Raises:
+    CheckpointError: missing/corrupt files or tensors that do not fit.
+  """
+  from lcjax.checkpoint import gguf, safetensors_io
+  from lcjax.models.build import state_from_params
+  from lcjax.models.bundled import BUNDLED, bundled_path
+
+  path = bundled_path(name_or_path) if name_or_path in BUNDLED else name_or_path
+  if os.path.isdir(path):
+    cfg, params = safetensors_io.load_hf(path)
+    tokenizer = _hf_dir_tokenizer(path, cfg)
+  elif path.endswith(".gguf") or os.path.isfile(path):
+    g = gguf.read_gguf(path)
+    cfg = gguf.config_from_gguf(g)
+    params = gguf.params_from_gguf(g, cfg)
+    tokenizer = (Tokenizer.from_tokenizer_data(gguf.tokenizer_data(g), cfg.eos_token_ids, path)
+                 if "tokenizer.ggml.tokens" in g.metadata else None)
+  else:
+    raise CheckpointError(f"no model at {path!r}: expected a bundled name ({', '.join(BUNDLED)}), a .gguf file "
+                          f"or an HF checkpoint directory")
+  shape_fields = ("vocab_size", "dim", "num_layers", "num_heads", "num_kv_heads", "head_dim", "mlp_dim",
+                  "tie_embeddings", "attention_bias")
+  bad = [k for k in overrides if k in shape_fields]
+  if bad:
+    raise CheckpointError(f"cannot override shape fields {bad} of a pretrained model")
+  if rope_overrides:
+    from lcjax.config import RopeConfig, from_dict, to_dict
+    from lcjax.layers.rope import ROPE_SCALINGS
+
+    rope = from_dict(RopeConfig, {**to_dict(cfg.rope), **rope_overrides}, "rope.")
+    ROPE_SCALINGS.get(rope.scaling)  # an unknown name fails here, listing the known ones
+    overrides["rope"] = rope
+  cfg = cfg.replace(**overrides)
+  graphdef, state = state_from_params(cfg, params, path)
+  return Pretrained(cfg, graphdef, state, tokenizer, path)
+
+
+def _hf_dir_tokenizer(directory: str, cfg: ModelConfig) -> Tokenizer | None:
+  tok_path = os.path.join(directory, "tokenizer.json")
+  if not os.path.isfile(tok_path):
+    return None
+  from tokenizers import Tokenizer as Backend
+
+  template = None
+  tc_path = os.path.join(directory, "tokenizer_config.json")
+  if os.path.isfile(tc_path):
+    with open(tc_path) as f:
+      template = json.load(f).get("chat_template")
+  return Tokenizer(Backend.from_file(tok_path), cfg.bos_token_id, cfg.eos_token_ids, template)
+
+
+def save_pretrained_hf(directory: str, pretrained: Pretrained) -> None:
+  """Exports a loaded model as an HF checkpoint directory (config, safetensors, tokenizer files)."""
+  from lcjax.checkpoint.safetensors_io import save_hf
+  from lcjax.models.build import params_of
+
+  save_hf(directory, pretrained.cfg, params_of(pretrained.state))
+  if pretrained.tokenizer is not None:
+    pretrained.tokenizer.backend.save(os.path.join(directory, "tokenizer.json"))
+    with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
+      json.dump({"chat_template": pretrained.tokenizer.chat_template}, f)

@@ -1,0 +1,45 @@
+"""The `lcjax` console script. Subcommands register in `COMMANDS` from their own modules.
+
+  lcjax generate "prompt"    generate with the bundled SmolLM2-135M-Instruct (or --model PATH)
+  lcjax info                 model, devices and available implementations
+  lcjax demo                 the showcase: a long document question answered on the bundled model
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from lcjax.commands import COMMANDS
+
+_COMMAND_MODULES = ("lcjax.commands.generate", "lcjax.commands.info", "lcjax.commands.demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+  """The argument parser with every registered subcommand."""
+  for module in _COMMAND_MODULES:
+    importlib.import_module(module)
+  parser = argparse.ArgumentParser(prog="lcjax", description="lcjax: long-context language models in JAX")
+  sub = parser.add_subparsers(dest="command", required=True)
+  for entry in COMMANDS.entries():
+    add_arguments, run = entry.value
+    p = sub.add_parser(entry.name, help=entry.doc, description=entry.doc)
+    add_arguments(p)
+    p.set_defaults(_run=run)
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  """Entry point of the console script."""
+  from lcjax.errors import LcjaxError
+
+  args = build_parser().parse_args(argv)
+  try:
+    return int(args._run(args) or 0)
+  except LcjaxError as e:
+    print(f"lcjax {args.command}: error: {e}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,1 @@
+"""Tokenization, data pipelines, packing and synthetic generators."""

@@ -1,0 +1,35 @@
+"""Specific exceptions raised at lcjax's boundaries.
+
+Every error names the bad value and what is accepted, so a user can fix the call without reading the source.
+"""
+
+
+class LcjaxError(Exception):
+  """Base class of every error lcjax raises on purpose."""
+
+
+class ConfigError(LcjaxError, ValueError):
+  """A config has an unknown key, a missing key or a value outside what is accepted."""
+
+
+class UnknownNameError(LcjaxError, KeyError):
+  """A registry was asked for a name it does not hold (impl, KV method, RoPE scaling, task, ...)."""
+
+  def __str__(self):  # KeyError quotes its message; keep it readable.
+    return str(self.args[0]) if self.args else ""
+
+
+class ImplUnavailableError(LcjaxError, RuntimeError):
+  """A named implementation cannot run on this platform (no silent fallback)."""
+
+
+class ShapeError(LcjaxError, ValueError):
+  """Arrays with shapes or dtypes the operation does not accept."""
+
+
+class CheckpointError(LcjaxError, IOError):
+  """A checkpoint file is missing, corrupt, truncated or does not match the model."""
+
+
+class ContextLengthError(LcjaxError, ValueError):
+  """A prompt (plus requested generation) does not fit the model's context."""

@@ -1,0 +1,30 @@
+"""SwiGLU feed-forward (Shazeer 2020): y = W_down (silu(x W_gate) * (x W_up))."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lcjax.sharding import axes
+
+
+class SwiGLU(nnx.Module):
+  """Gated MLP with SiLU gate.
+
+  Args:
+    dim: D.  mlp_dim: F.  key: PRNG key for the normal init.
+  """
+
+  def __init__(self, dim: int, mlp_dim: int, *, key: jax.Array, param_dtype=jnp.float32):
+    k1, k2, k3 = jax.random.split(key, 3)
+    self.gate = axes.param(k1, (dim, mlp_dim), (axes.EMBED, axes.MLP), param_dtype)
+    self.up = axes.param(k2, (dim, mlp_dim), (axes.EMBED, axes.MLP), param_dtype)
+    self.down = axes.param(k3, (mlp_dim, dim), (axes.MLP, axes.EMBED), param_dtype)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """[B, T, D] -> [B, T, D]."""
+    dt = x.dtype
+    gate = jnp.einsum("btd,df->btf", x, self.gate[...].astype(dt))
+    up = jnp.einsum("btd,df->btf", x, self.up[...].astype(dt))
+    return jnp.einsum("btf,fd->btd", jax.nn.silu(gate) * up, self.down[...].astype(dt))

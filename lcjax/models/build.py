@@ -1,0 +1,60 @@
+"""Building models: random init, abstract shapes, and filling a model's state from a param dict."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from lcjax.config import ModelConfig
+from lcjax.errors import CheckpointError
+from lcjax.models.llama import Llama
+
+
+def init_model(cfg: ModelConfig, seed: int = 0) -> Llama:
+  """A randomly initialised model."""
+  return Llama(cfg, key=jax.random.PRNGKey(seed))
+
+
+def abstract_model(cfg: ModelConfig):
+  """(graphdef, abstract state) without allocating parameters."""
+  return nnx.split(nnx.eval_shape(lambda: Llama(cfg, key=jax.random.PRNGKey(0))))
+
+
+def state_from_params(cfg: ModelConfig, params: dict, source: str):
+  """Fills the model's state from a nested param dict (as `nnx.to_pure_dict` gives), checking every shape.
+
+  Args:
+    cfg: model config.  params: nested dict of arrays.  source: file name for errors.
+  Returns:
+    (graphdef, state) with arrays in `cfg.param_dtype`.
+  Raises:
+    CheckpointError: a missing, extra or wrongly shaped parameter.
+  """
+  graphdef, abstract = abstract_model(cfg)
+  want = nnx.to_pure_dict(abstract)
+  dtype = jnp.dtype(cfg.param_dtype)
+  flat_want = dict(jax.tree_util.tree_flatten_with_path(want)[0])
+  flat_have = {path: x for path, x in jax.tree_util.tree_flatten_with_path(params)[0]}
+  path_str = lambda p: ".".join(str(getattr(k, "key", k)) for k in p)  # noqa: E731
+  missing = [path_str(p) for p in flat_want if p not in flat_have]
+  extra = [path_str(p) for p in flat_have if p not in flat_want]
+  if missing or extra:
+    raise CheckpointError(f"{source}: parameters do not match the model: missing {missing[:5]}, "
+                          f"unexpected {extra[:5]}")
+  leaves = {}
+  for p, spec in flat_want.items():
+    value = flat_have[p]
+    if tuple(np.shape(value)) != tuple(spec.shape):
+      raise CheckpointError(f"{source}: parameter {path_str(p)} has shape {tuple(np.shape(value))}, "
+                            f"the model expects {tuple(spec.shape)}")
+    leaves[p] = jnp.asarray(value, dtype)
+  filled = jax.tree_util.tree_map_with_path(lambda p, _: leaves[p], want)
+  nnx.replace_by_pure_dict(abstract, filled)
+  return graphdef, abstract
+
+
+def params_of(state) -> dict:
+  """The nested param dict of a state (numpy arrays), the inverse of `state_from_params`."""
+  return jax.tree.map(np.asarray, nnx.to_pure_dict(state))

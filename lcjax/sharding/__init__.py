@@ -1,0 +1,1 @@
+"""Logical axis names, rule sets, meshes and activation constraints."""

@@ -1,0 +1,46 @@
+"""The console script: info, generate, demo, and errors reported as messages with exit code 2."""
+
+import subprocess
+import sys
+
+import pytest
+
+from lcjax.cli import main
+
+
+def _lcjax(*args, timeout=600):
+  return subprocess.run([sys.executable, "-m", "lcjax.cli", *args], capture_output=True, text=True,
+                        timeout=timeout)
+
+
+def test_info_lists_impls_and_model(capsys):
+  assert main(["info"]) == 0
+  out = capsys.readouterr().out
+  for word in ("xla_blockwise", "reference", "xla_splitk", "vocab_size", "49152", "context limit: 8192"):
+    assert word in out
+
+
+def test_unknown_impl_is_a_clear_error(capsys):
+  assert main(["generate", "hi", "--attention-impl", "flashy", "--max-new-tokens", "1"]) == 2
+  err = capsys.readouterr().err
+  assert "unknown attention impl 'flashy'" in err and "xla_blockwise" in err
+
+
+@pytest.mark.slow
+def test_generate_answers():
+  proc = _lcjax("generate", "What is the capital of France? Answer in one word.", "--max-new-tokens", "8")
+  assert proc.returncode == 0, proc.stderr
+  assert "Paris" in proc.stdout
+
+
+@pytest.mark.slow
+def test_demo_finds_the_fact():
+  proc = _lcjax("demo", "--context", "1500")
+  assert proc.returncode == 0, proc.stderr
+  assert "cinnamon" in proc.stdout.lower() and "tok/s" in proc.stdout and "peak memory" in proc.stdout
+
+
+def test_prompt_past_context_is_a_clear_error(capsys):
+  long_prompt = "word " * 9000
+  assert main(["generate", long_prompt, "--max-new-tokens", "4"]) == 2
+  assert "exceeds the model's context of 8192 tokens" in capsys.readouterr().err

@@ -1,0 +1,7 @@
+"""Tiny configs shared by tests (shapes kept small so each compiles in about a second)."""
+
+from lcjax.config import ModelConfig, RopeConfig
+
+TINY = ModelConfig(vocab_size=96, dim=32, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=8, mlp_dim=64,
+                   max_seq_len=128, rope=RopeConfig(theta=10000.0), tie_embeddings=False, eos_token_ids=(2,))
+TINY_TIED = TINY.replace(tie_embeddings=True)
