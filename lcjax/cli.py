@@ -1,4 +1,4 @@
-"""The `lcjax` console script. Subcommands register in `COMMANDS` from their own modules.
+"""The `lcjax` console script. Every module in `lcjax/commands/` registers its subcommand in `COMMANDS`.
 
   lcjax generate "prompt"    generate with the bundled SmolLM2-135M-Instruct (or --model PATH)
   lcjax info                 model, devices and available implementations
@@ -17,8 +17,8 @@ _COMMAND_MODULES = ("lcjax.commands.generate", "lcjax.commands.info", "lcjax.com
 
 def build_parser() -> argparse.ArgumentParser:
   """The argument parser with every registered subcommand."""
-  for module in _COMMAND_MODULES:
-    importlib.import_module(module)
+  for module in pkgutil.iter_modules(lcjax.commands.__path__):
+    importlib.import_module(f"lcjax.commands.{module.name}")
   parser = argparse.ArgumentParser(prog="lcjax", description="lcjax: long-context language models in JAX")
   sub = parser.add_subparsers(dest="command", required=True)
   for entry in COMMANDS.entries():
