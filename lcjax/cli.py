@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
-from lcjax.commands import COMMANDS
 
-_COMMAND_MODULES = ("lcjax.commands.generate", "lcjax.commands.info", "lcjax.commands.demo")
+import lcjax.commands
+from lcjax.commands import COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:
