@@ -38,7 +38,7 @@ def bench_lcjax(context: int, decode_tokens: int, dtype: str) -> tuple[float, fl
   return best
 
 
-def bench_peer(script: str, context: int, decode_tokens: int, threads: int) -> tuple[float, float] | None:
+def bench_peer(script: str, context: int, decode_tokens: int, threads: int) -> dict | None:
   from lcjax.models.bundled import bundled_path
   from lcjax.peers import call_peer
 
@@ -48,7 +48,7 @@ def bench_peer(script: str, context: int, decode_tokens: int, threads: int) -> t
   except RuntimeError as e:
     print(f"  ({script} unavailable: {str(e).splitlines()[-1][:120]})")
     return None
-  return ans["prefill_tok_s"], ans["decode_tok_s"]
+  return ans
 
 
 def main():
@@ -61,19 +61,22 @@ def main():
   contexts = [int(c) for c in args.contexts.split(",")]
   rows = []
   for ctx in contexts:
+    hf = bench_peer("hf_peer.py", ctx, args.decode_tokens, threads)
+    llama = bench_peer("llamacpp_peer.py", ctx, args.decode_tokens, threads)
     results = {
         "lcjax fp32": bench_lcjax(ctx, args.decode_tokens, "float32"),
-        "lcjax bf16": bench_lcjax(ctx, args.decode_tokens, "bfloat16"),
-        "HF transformers fp32 (torch CPU)": bench_peer("hf_peer.py", ctx, args.decode_tokens, threads),
-        "llama.cpp Q4_1 (llama-cpp-python)": bench_peer("llamacpp_peer.py", ctx, args.decode_tokens, threads),
+        "lcjax bf16 compute": bench_lcjax(ctx, args.decode_tokens, "bfloat16"),
+        "HF transformers fp32, forward loop": hf and (hf["prefill_tok_s"], hf["decode_tok_s"]),
+        "HF transformers fp32, generate()": hf and (hf["generate_prefill_tok_s"], hf["generate_decode_tok_s"]),
+        "llama.cpp Q4_1 (llama-cpp-python)": llama and (llama["prefill_tok_s"], llama["decode_tok_s"]),
     }
-    hf = results["HF transformers fp32 (torch CPU)"]
+    hf = results["HF transformers fp32, forward loop"]
     for name, res in results.items():
       if res is None:
         continue
       ratio = f"{res[0] / hf[0]:.2f}x / {res[1] / hf[1]:.2f}x" if hf else "-"
       rows.append((ctx, name, res[0], res[1], ratio))
-      print(f"{ctx:>6}  {name:<36} prefill {res[0]:8.1f} tok/s  decode {res[1]:6.1f} tok/s  vs HF {ratio}",
+      print(f"{ctx:>6}  {name:<38} prefill {res[0]:8.1f} tok/s  decode {res[1]:6.1f} tok/s  vs HF {ratio}",
             flush=True)
   table = ["| context | engine | prefill tok/s | decode tok/s | vs HF (prefill / decode) |",
            "|---:|---|---:|---:|---|"]

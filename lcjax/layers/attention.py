@@ -63,4 +63,7 @@ class Attention(nnx.Module):
     else:
       layer_cache = layer_cache.update(k, v, mask.q_positions)
       out = layer_cache.attend(q, mask, attention_impl=self.attention_impl, decode_impl=self.decode_impl)
-    return jnp.einsum("btnh,nhd->btd", out, self.wo[...].astype(x.dtype)), layer_cache
+    # One [B, T, N*H] x [N*H, D] product: XLA CPU copies W_o to a transposed layout for the 4-D contraction.
+    b, t, n, h = out.shape
+    wo = self.wo[...].astype(x.dtype).reshape(n * h, -1)
+    return jnp.einsum("btf,fd->btd", out.reshape(b, t, n * h), wo), layer_cache

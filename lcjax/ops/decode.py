@@ -70,15 +70,20 @@ def decode_reference(q, k, v, mask: MaskSpec, *, scale: float, softcap: float | 
   """
   b, t, n, h = q.shape
   kv_heads, s_len = k.shape[1], k.shape[2]
-  qg = jnp.swapaxes(split_heads(q, kv_heads), 1, 2).swapaxes(2, 3)  # [B, K, G, T, H]
-  s = jnp.einsum("bkgth,bksh->bkgts", qg, k, preferred_element_type=jnp.float32) * scale
+  groups = n // kv_heads
+  # Rows (g, t) of each kv head flattened: plain [G*T, H] x [S, H]^T products, no copy of the cache (XLA CPU
+  # transposes the whole cache for the 5-D contraction).
+  qg = jnp.transpose(split_heads(q, kv_heads), (0, 2, 3, 1, 4)).reshape(b, kv_heads, groups * t, h)
+  s = jnp.einsum("bkqh,bksh->bkqs", qg, k, preferred_element_type=jnp.float32) * scale
+  s = s.reshape(b, kv_heads, groups, t, s_len)
   ok = _visible_heads_major(mask, b, t, s_len)
   s = jnp.where(ok, soft_cap(s, softcap), -jnp.inf)
   m = jnp.max(s, axis=-1, keepdims=True)
   p = jnp.where(ok, jnp.exp(s - jnp.where(jnp.isfinite(m), m, 0.0)), 0.0)
   l = jnp.sum(p, axis=-1, keepdims=True)
-  out = jnp.einsum("bkgts,bksh->btkgh", (p / jnp.where(l > 0, l, 1.0)).astype(v.dtype), v,
-                   preferred_element_type=jnp.float32)
+  weights = (p / jnp.where(l > 0, l, 1.0)).astype(v.dtype).reshape(b, kv_heads, groups * t, s_len)
+  out = jnp.einsum("bkqs,bksh->bkqh", weights, v, preferred_element_type=jnp.float32)
+  out = out.reshape(b, kv_heads, groups, t, h).transpose(0, 3, 1, 2, 4)
   return out.reshape(b, t, n, h).astype(q.dtype)
 
 
