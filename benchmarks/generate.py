@@ -1,7 +1,7 @@
 """Prefill and decode tokens/s on the bundled model at 1K and 4K context: lcjax vs HF transformers vs llama.cpp.
 
 All three run in this one invocation on the same machine, one after the other (never concurrently), each with the
-machine's cores. lcjax runs fp32 (the parity setting) and, as an extra row, bf16 compute. HF runs fp32 on torch CPU
+machine's cores. lcjax runs fp32 (the parity setting) and, as an extra row, bf16 params and compute. HF runs fp32 on torch CPU
 (the weights dequantised from the same GGUF). llama.cpp runs the GGUF as stored (Q4_1/Q8_0), when llama-cpp-python
 is installed in .venv-peers (`make peers` installs it).
 
@@ -26,7 +26,7 @@ def bench_lcjax(context: int, decode_tokens: int, dtype: str) -> tuple[float, fl
   from lcjax.checkpoint import load_pretrained
   from lcjax.inference import Generator
 
-  model = load_pretrained("smollm2-135m", dtype=dtype)
+  model = load_pretrained("smollm2-135m", dtype=dtype, param_dtype=dtype)
   gen = Generator(model.cfg, model.graphdef)
   prompt = np.random.default_rng(0).integers(100, 40000, context).tolist()
   gen.generate(model.state, [prompt], max_new_tokens=decode_tokens, stop_ids=[])  # compile
@@ -66,7 +66,7 @@ def main():
     llama = bench_peer("llamacpp_peer.py", ctx, args.decode_tokens, threads)
     results = {
         "lcjax fp32": bench_lcjax(ctx, args.decode_tokens, "float32"),
-        "lcjax bf16 compute": bench_lcjax(ctx, args.decode_tokens, "bfloat16"),
+        "lcjax bf16 (params + compute)": bench_lcjax(ctx, args.decode_tokens, "bfloat16"),
         "HF transformers fp32, forward loop": hf and (hf["prefill_tok_s"], hf["decode_tok_s"]),
         "HF transformers fp32, generate()": hf and (hf["prefill_tok_s"], hf["generate_decode_tok_s"]),
         "llama.cpp Q4_1 (llama-cpp-python)": llama and (llama["prefill_tok_s"], llama["decode_tok_s"]),
