@@ -68,7 +68,7 @@ def main():
         "lcjax fp32": bench_lcjax(ctx, args.decode_tokens, "float32"),
         "lcjax bf16 (params + compute)": bench_lcjax(ctx, args.decode_tokens, "bfloat16"),
         "HF transformers fp32, forward loop": hf and (hf["prefill_tok_s"], hf["decode_tok_s"]),
-        "HF transformers fp32, generate()": hf and (hf["prefill_tok_s"], hf["generate_decode_tok_s"]),
+        "HF transformers fp32, generate()": hf and (hf["generate_prefill_tok_s"], hf["generate_decode_tok_s"]),
         "llama.cpp Q4_1 (llama-cpp-python)": llama and (llama["prefill_tok_s"], llama["decode_tok_s"]),
     }
     hf = results["HF transformers fp32, forward loop"]
