@@ -82,10 +82,21 @@ def fit_to_tokens(build: Callable[[int], str], tokenizer: TokenCounter, target: 
   return good, text, len(tokenizer.encode(text))
 
 
+def boundary_at(sentences: Sequence[str], depth: float) -> int:
+  """The sentence boundary (0..len) whose character offset is closest to depth% of the joined text. (RULER uses
+  int(len(sentences) * depth / 100), a sentence-count fraction; measuring characters keeps the needle at the
+  requested depth of the text however uneven the sentences are.)"""
+  offsets = [0]
+  for s in sentences:
+    offsets.append(offsets[-1] + len(s) + 1)
+  target = depth / 100 * offsets[-1]
+  return min(range(len(offsets)), key=lambda i: abs(offsets[i] - target))
+
+
 def insert_at_depths(sentences: Sequence[str], needles: Sequence[str], depths: Sequence[float]) -> str:
-  """Joins sentences with each needle inserted before sentence int(len * depth / 100) (RULER's essay rule: sorted
-  insertion positions, needles in the given order), separated by spaces."""
-  positions = sorted(int(len(sentences) * d / 100) for d in depths)
+  """Joins sentences with each needle inserted at the boundary nearest its depth (sorted insertion positions,
+  needles in the given order), separated by spaces."""
+  positions = sorted(boundary_at(sentences, d) for d in depths)
   parts, last = [], 0
   for pos, needle in zip(positions, needles):
     parts.append(" ".join(sentences[last:pos]))

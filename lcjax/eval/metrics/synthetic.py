@@ -6,7 +6,8 @@
   "Answer <i>:" markers and each answer's last number is compared with the gold (GSM8K `####` answer, commas
   removed); the per-example score is the share of questions answered correctly.
 - HoloBench (Maekawa et al., 2024): the gold of each query is computed by DuckDB; the answer after the last
-  "Answer:" is compared with it: numbers within 1% relative tolerance, lists as set F1 over normalised items. (The
+  "Answer:" is compared with it: numbers within 1% relative tolerance, lists as set F1 over normalised items (an
+  empty gold list is matched by an empty answer or "none"). (The
   paper grades with an LLM judge; this is the deterministic rule that judge approximates, documented as such.)
 """
 
@@ -66,7 +67,9 @@ def holo_score(prediction: str, gold) -> float:
   if isinstance(gold, (list, tuple)):
     items = [_norm_item(x) for x in re.split(r"[,;]", answer) if _norm_item(x)]
     ref = {_norm_item(x) for x in gold}
-    pred = set(items)
+    pred = set(items) - {"none"}
+    if not ref:  # nothing qualifies: right iff nothing (or "none") is listed
+      return float(not pred)
     tp = len(pred & ref)
     if not tp:
       return 0.0
