@@ -78,7 +78,7 @@ def _list() -> int:
   for t in (e.value for e in TASKS.entries()):
     table.add_row(t.name, t.benchmark, t.metric, "generator" if t.synthetic else "loader", f"{t.diffusion:.2f}",
                   f"{t.scope:.2f}")
-  Console().print(table)
+  Console(width=160).print(table)
   return 0
 
 

@@ -140,6 +140,7 @@ def run(cfg: EvalConfig, pretrained=None, progress: bool = True) -> dict:
     items = plan(task, cfg, tok, problems)
     for kv in cfg.kv:
       path = results_path(cfg.out_dir, name, cfg.model, kv)
+      _end_with_newline(path)  # a run killed mid-write leaves a partial last line: keep it on its own line
       done = {record_key(r["length"], r["depth"], r["id"]) for r in load_results(path, problems)}
       todo += [(task, kv, path, *it) for it in items if record_key(it[0], it[1], it[2].id) not in done]
   backends = {}
@@ -178,6 +179,14 @@ def summarize(cfg: EvalConfig) -> list[dict]:
         rows.append({"task": name, "kv": kv, "length": length, "depth": depth, "score": agg["score"],
                      "n": len(group)})
   return rows
+
+
+def _end_with_newline(path: str) -> None:
+  if os.path.exists(path) and os.path.getsize(path):
+    with open(path, "rb+") as f:
+      f.seek(-1, os.SEEK_END)
+      if f.read(1) != b"\n":
+        f.write(b"\n")
 
 
 def _jsonable(value):
