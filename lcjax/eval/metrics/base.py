@@ -60,7 +60,8 @@ METRICS: Registry[Metric] = Registry("metric")
 def register(name: str, fn: Callable, aggregate: Callable = mean_percent, doc: str = "") -> Metric:
   """Registers `fn` under `name` as a `Metric` and returns it."""
   metric = Metric(fn, aggregate)
-  METRICS.register(name, metric, doc=doc or (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else doc)
+  first_line = (fn.__doc__ or "").strip().splitlines()[:1]
+  METRICS.register(name, metric, doc=doc or (first_line[0] if first_line else ""))
   return metric
 
 
