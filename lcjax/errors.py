@@ -33,3 +33,7 @@ class CheckpointError(LcjaxError, IOError):
 
 class ContextLengthError(LcjaxError, ValueError):
   """A prompt (plus requested generation) does not fit the model's context."""
+
+
+class DataError(LcjaxError, IOError):
+  """An evaluation data file is missing or malformed (the message names the file and, for JSONL, the line)."""

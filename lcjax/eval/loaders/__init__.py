@@ -1,0 +1,1 @@
+"""Loaders of the official data formats of the seed benchmarks."""
