@@ -33,3 +33,7 @@ class CheckpointError(LcjaxError, IOError):
 
 class ContextLengthError(LcjaxError, ValueError):
   """A prompt (plus requested generation) does not fit the model's context."""
+
+
+class ShardingError(LcjaxError, ValueError):
+  """A mesh, rule set or sharded layout that cannot work (bad axis, sizes that do not divide, no active mesh)."""
