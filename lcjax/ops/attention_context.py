@@ -39,6 +39,7 @@ from lcjax.ops.decode import combine_partials
 from lcjax.ops.mask import MaskSpec, token_layout
 from lcjax.sharding import axes as ax
 from lcjax.sharding.layout import inverse_permutation, layout_permutation
+from lcjax.sharding.mesh import CONTEXT_AXIS
 from lcjax.sharding.partition import require_active
 
 _F32 = jnp.float32
@@ -293,7 +294,7 @@ def ring_attention(q, k, v, mask: MaskSpec, *, scale: float, softcap: float | No
   """
   ctx = require_active("attention impl 'ring'")
   return _run("ring", "ring", q, k, v, mask, scale=scale, softcap=softcap, block_q=block_q, block_k=block_k,
-              seq_axis=("context",), ring_axis=("context",), layout=full_ring(ctx.mesh.shape["context"]),
+              seq_axis=(CONTEXT_AXIS,), ring_axis=(CONTEXT_AXIS,), layout=full_ring(ctx.mesh.shape[CONTEXT_AXIS]),
               token_layout_name=layout)
 
 
@@ -303,7 +304,7 @@ def allgather_kv_attention(q, k, v, mask: MaskSpec, *, scale: float, softcap: fl
                            block_q: int = 256, block_k: int = 512, layout: str = "contiguous"):
   """All-gather-KV context parallelism over the `context` axis of the active mesh (args as `ring_attention`)."""
   return _run("allgather", "allgather_kv", q, k, v, mask, scale=scale, softcap=softcap, block_q=block_q,
-              block_k=block_k, seq_axis=("context",), ring_axis=("context",), layout=None,
+              block_k=block_k, seq_axis=(CONTEXT_AXIS,), ring_axis=(CONTEXT_AXIS,), layout=None,
               token_layout_name=layout)
 
 

@@ -204,10 +204,13 @@ def pack(sequences: Sequence[Sequence[int]], plan: HDPPlan) -> dict[str, np.ndar
     sequences: token lists; sequence i has plan.lengths[i] + 1 tokens (inputs and the shifted targets).
   Returns:
     dict of [R, C] arrays: tokens, targets (int32), loss_mask (float32), positions (int32, true positions),
-    segment_ids (int32; sequence i has id i + 1, padding 0).
+    segment_ids (int32; sequence i has id i + 1, each padding slot its own negative id).
   """
   r, c = len(plan.ranks), plan.capacity
-  out = {k: np.zeros((r, c), np.int32) for k in ("tokens", "targets", "positions", "segment_ids")}
+  out = {k: np.zeros((r, c), np.int32) for k in ("tokens", "targets", "positions")}
+  # Padding gets a unique negative id per slot: it sees only itself, so its attention blocks are skipped.
+  pad_ids = -1 - np.arange(r * c, dtype=np.int32).reshape(r, c)
+  out["segment_ids"] = pad_ids.copy()
   out["loss_mask"] = np.zeros((r, c), np.float32)
   for rank, pieces in enumerate(plan.ranks):
     at = 0
@@ -227,7 +230,7 @@ def pack(sequences: Sequence[Sequence[int]], plan: HDPPlan) -> dict[str, np.ndar
       out["tokens"][rank, span] = np.where(real, seq[np.minimum(idx, n - 1)], 0)
       out["targets"][rank, span] = np.where(real, seq[np.minimum(idx, n - 1) + 1], 0)
       out["positions"][rank, span] = idx
-      out["segment_ids"][rank, span] = np.where(real, p.seq + 1, 0)
+      out["segment_ids"][rank, span] = np.where(real, p.seq + 1, pad_ids[rank, span])
       out["loss_mask"][rank, span] = real
       at += plan.window if p.parts > 1 else len(idx)
   return out
@@ -250,12 +253,12 @@ def pack_padded(sequences: Sequence[Sequence[int]], rows: int | None = None) -> 
   return out
 
 
-def round_robin_costs(lengths: Sequence[int], num_ranks: int) -> np.ndarray:
-  """[R] attention cost per rank of plain data parallelism (sequence i on rank i mod R), for comparison."""
-  costs = np.zeros(num_ranks)
-  for i, n in enumerate(lengths):
-    costs[i % num_ranks] += float(n) ** 2
-  return costs
+def round_robin_plan(lengths: Sequence[int], num_ranks: int) -> HDPPlan:
+  """Plain data parallelism for comparison: sequence i whole on rank i mod R, no rings; capacity = fullest rank."""
+  lengths = tuple(int(n) for n in lengths)
+  ranks = tuple(tuple(Piece(i) for i in range(r, len(lengths), num_ranks)) for r in range(num_ranks))
+  capacity = max(sum(lengths[p.seq] for p in pieces) for pieces in ranks)
+  return HDPPlan(lengths, capacity, ranks, (), 0)
 
 
 def ring_bytes(plan: HDPPlan, bytes_per_token: int) -> int:
@@ -272,7 +275,7 @@ def _check_ranks(plan: HDPPlan, mesh, rules) -> None:
   from lcjax.sharding.mesh import mesh_sizes
   from lcjax.sharding.rules import get_rules, resolve
 
-  spec = resolve((ax.ACT_BATCH,), get_rules(rules), mesh_sizes(mesh), (len(plan.ranks),))
+  spec = resolve((ax.ACT_BATCH,), get_rules(rules), mesh_sizes(mesh))  # the data-parallel ranks of this mesh
   first = spec[0] if len(spec) else None
   names = () if first is None else (first,) if isinstance(first, str) else tuple(first)
   ranks = math.prod(mesh.shape[a] for a in names)

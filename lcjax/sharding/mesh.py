@@ -19,6 +19,9 @@ from jax.sharding import AxisType, Mesh
 
 from lcjax.config import MESH_AXES, MeshConfig
 from lcjax.errors import ShardingError
+from lcjax.sharding.rules import Rules, get_rules
+
+CONTEXT_AXIS = "context"  # the mesh axis context-parallel attention (ring, allgather_kv) shards tokens over
 
 
 def _fill(sizes: Sequence[int], total: int, what: str) -> tuple[int, ...]:
@@ -91,3 +94,8 @@ def create_mesh(cfg: MeshConfig = MeshConfig(), devices: Sequence | None = None)
 def mesh_sizes(mesh: Mesh) -> dict[str, int]:
   """Axis name -> size."""
   return dict(zip(mesh.axis_names, mesh.devices.shape))
+
+
+def mesh_and_rules(cfg: MeshConfig, devices: Sequence | None = None) -> tuple[Mesh, Rules]:
+  """The mesh of `cfg` and its rule set `cfg.rules` (a name in `RULE_SETS`)."""
+  return create_mesh(cfg, devices), get_rules(cfg.rules)

@@ -12,7 +12,7 @@ from lcjax.config import MeshConfig, from_dict
 from lcjax.errors import ConfigError, ShardingError, UnknownNameError
 from lcjax.sharding import axes as ax
 from lcjax.sharding import distributed
-from lcjax.sharding.mesh import create_mesh, mesh_sizes
+from lcjax.sharding.mesh import create_mesh, mesh_and_rules, mesh_sizes
 from lcjax.sharding.partition import active, constrain, use_sharding
 from lcjax.sharding.rules import RULE_SETS, fsdp_tp, get_rules, make_rules, resolve
 
@@ -60,6 +60,8 @@ def test_mesh_auto_fill_and_errors():
     MeshConfig(data=-1)
   with pytest.raises(ConfigError, match="unknown key\\(s\\) dataa"):
     from_dict(MeshConfig, {"dataa": 2})
+  mesh, rules = mesh_and_rules(from_dict(MeshConfig, {"fsdp": 4, "tensor": 2, "rules": "fsdp_tp"}))
+  assert rules.name == "fsdp_tp" and mesh_sizes(mesh)["tensor"] == 2
 
 
 def test_dcn_slices_are_the_major_part_of_an_axis():
