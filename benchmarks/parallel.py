@@ -125,8 +125,9 @@ def bench_context(tokens: list[int], repeats: int) -> str:
   mesh = create_mesh(MeshConfig(fsdp=1, context=R))
   n, k, h = 2, 1, 32
   lines = [f"Causal attention, B=1, N={n}, K={k}, H={h}, fp32, tokens in zigzag layout over `context`=8; forward "
-           f"only (fwd+bwd at the smallest size). Ring moves each rank's K/V block 7 times; all-gather assembles all "
-           f"K/V on every rank (equal volume, higher peak memory for long K/V).", "",
+           f"only (fwd+bwd at the smallest size). Ring passes each rank's K/V block around 7 times; all-gather "
+           f"assembles all K/V on every rank: the same volume, but its memory grows with the full K/V (small here, "
+           f"one kv head) while the ring holds one block in flight.", "",
            "| tokens | impl | pass | s | peak MiB / device | collective MiB / device (HLO) |",
            "|---|---|---|---|---|---|"]
   for t in tokens:
