@@ -83,6 +83,51 @@ class ModelConfig:
     return dataclasses.replace(self, **changes)
 
 
+MESH_AXES = ("data", "fsdp", "context", "tensor")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+  """A device mesh over the axes `data, fsdp, context, tensor` (see `lcjax.sharding.mesh`).
+
+  Attributes:
+    data, fsdp, context, tensor: axis sizes within one slice (ICI); at most one may be -1, filled so the product
+      equals the devices per slice.
+    dcn_data, dcn_fsdp, dcn_context, dcn_tensor: axis sizes across slices (DCN; on GPU clusters and multi-process
+      CPU runs a "slice" is a process). The full axis size is ici * dcn. At most one may be -1 (the slice count).
+    rules: name of the logical-axis rule set in `lcjax.sharding.rules.RULE_SETS` (fsdp, fsdp_tp, fsdp_cp, decode).
+  """
+
+  data: int = 1
+  fsdp: int = -1
+  context: int = 1
+  tensor: int = 1
+  dcn_data: int = 1
+  dcn_fsdp: int = 1
+  dcn_context: int = 1
+  dcn_tensor: int = 1
+  rules: str = "fsdp"
+
+  def __post_init__(self):
+    for prefix in ("", "dcn_"):
+      sizes = {prefix + a: getattr(self, prefix + a) for a in MESH_AXES}
+      bad = {k: v for k, v in sizes.items() if v == 0 or v < -1}
+      if bad:
+        raise ConfigError(f"MeshConfig sizes must be >= 1 or -1 (auto), got {bad}")
+      if sum(v == -1 for v in sizes.values()) > 1:
+        raise ConfigError(f"MeshConfig: at most one {'DCN ' if prefix else ''}axis may be -1, got {sizes}")
+
+  @property
+  def ici_shape(self) -> tuple[int, ...]:
+    """Per-slice sizes in MESH_AXES order (-1 = auto)."""
+    return tuple(getattr(self, a) for a in MESH_AXES)
+
+  @property
+  def dcn_shape(self) -> tuple[int, ...]:
+    """Across-slice sizes in MESH_AXES order (-1 = auto)."""
+    return tuple(getattr(self, "dcn_" + a) for a in MESH_AXES)
+
+
 def _convert(tp, value, where: str):
   origin = typing.get_origin(tp)
   if dataclasses.is_dataclass(tp) and not isinstance(value, tp):

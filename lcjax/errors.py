@@ -37,3 +37,7 @@ class ContextLengthError(LcjaxError, ValueError):
 
 class DataError(LcjaxError, IOError):
   """An evaluation data file is missing or malformed (the message names the file and, for JSONL, the line)."""
+
+
+class ShardingError(LcjaxError, ValueError):
+  """A mesh, rule set or sharded layout that cannot work (bad axis, sizes that do not divide, no active mesh)."""

@@ -11,6 +11,7 @@ from lcjax.layers.rope import apply_rope
 from lcjax.ops.attention import attention
 from lcjax.ops.mask import MaskSpec
 from lcjax.sharding import axes
+from lcjax.sharding.partition import constrain
 
 
 class Attention(nnx.Module):
@@ -58,12 +59,16 @@ class Attention(nnx.Module):
       ([B, T, D], updated layer cache or None).
     """
     q, k, v = self.project_qkv(x, cos, sin)
+    q = constrain(q, (axes.ACT_BATCH, axes.ACT_SEQ, axes.ACT_HEADS, None))
+    k, v = (constrain(t, (axes.ACT_BATCH, axes.ACT_KV_SEQ, axes.ACT_KV_HEADS, None)) for t in (k, v))
     if layer_cache is None:
       out = attention(q, k, v, mask=mask, impl=self.attention_impl)
     else:
       layer_cache = layer_cache.update(k, v, mask.q_positions)
       out = layer_cache.attend(q, mask, attention_impl=self.attention_impl, decode_impl=self.decode_impl)
+    out = constrain(out, (axes.ACT_BATCH, axes.ACT_SEQ, axes.ACT_HEADS, None))
     # One [B, T, N*H] x [N*H, D] product: XLA CPU copies W_o to a transposed layout for the 4-D contraction.
     b, t, n, h = out.shape
     wo = self.wo[...].astype(x.dtype).reshape(n * h, -1)
-    return jnp.einsum("btf,fd->btd", out.reshape(b, t, n * h), wo), layer_cache
+    y = jnp.einsum("btf,fd->btd", out.reshape(b, t, n * h), wo)
+    return constrain(y, (axes.ACT_BATCH, axes.ACT_SEQ, axes.ACT_EMBED)), layer_cache

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lcjax.sharding import axes
+from lcjax.sharding.partition import constrain
 
 
 class SwiGLU(nnx.Module):
@@ -27,4 +28,5 @@ class SwiGLU(nnx.Module):
     dt = x.dtype
     gate = jnp.einsum("btd,df->btf", x, self.gate[...].astype(dt))
     up = jnp.einsum("btd,df->btf", x, self.up[...].astype(dt))
-    return jnp.einsum("btf,fd->btd", jax.nn.silu(gate) * up, self.down[...].astype(dt))
+    hidden = constrain(jax.nn.silu(gate) * up, (axes.ACT_BATCH, axes.ACT_SEQ, axes.ACT_MLP))
+    return jnp.einsum("btf,fd->btd", hidden, self.down[...].astype(dt))

@@ -19,6 +19,9 @@ from lcjax.layers.norm import RMSNorm
 from lcjax.layers.rope import rope_cos_sin, rope_frequencies
 from lcjax.ops.mask import MaskSpec
 from lcjax.sharding import axes
+from lcjax.sharding.partition import constrain
+
+_ACT = (axes.ACT_BATCH, axes.ACT_SEQ, axes.ACT_EMBED)
 
 
 class Block(nnx.Module):
@@ -35,8 +38,8 @@ class Block(nnx.Module):
   def __call__(self, x, cos, sin, mask, layer_cache=None):
     """[B, T, D] -> ([B, T, D], layer cache)."""
     attn_out, layer_cache = self.attn(self.attn_norm(x), cos, sin, mask, layer_cache)
-    h = x + attn_out
-    return h + self.mlp(self.mlp_norm(h)), layer_cache
+    h = constrain(x + attn_out, _ACT)
+    return constrain(h + self.mlp(self.mlp_norm(h)), _ACT), layer_cache
 
 
 class Llama(nnx.Module):
@@ -76,7 +79,7 @@ class Llama(nnx.Module):
     inv_freq, attn_factor = rope_frequencies(cfg.rope, cfg.head_dim, cfg.max_seq_len)
     cos, sin = rope_cos_sin(positions, inv_freq, attn_factor)
     mask = self.mask_for(positions, segment_ids, cached=cache is not None)
-    x = self.embed(tokens, dtype)
+    x = constrain(self.embed(tokens, dtype), _ACT)
     new_layers = []
     for i, block in enumerate(self.layers):
       x, layer_cache = block(x, cos, sin, mask, None if cache is None else cache.layers[i])
@@ -88,8 +91,10 @@ class Llama(nnx.Module):
   def logits(self, h: jax.Array) -> jax.Array:
     """Output head: [B, T, D] -> [B, T, V] fp32."""
     if self.cfg.tie_embeddings:
-      return self.embed.attend(h)
-    return jnp.einsum("btd,dv->btv", h, self.lm_head[...].astype(h.dtype), preferred_element_type=jnp.float32)
+      logits = self.embed.attend(h)
+    else:
+      logits = jnp.einsum("btd,dv->btv", h, self.lm_head[...].astype(h.dtype), preferred_element_type=jnp.float32)
+    return constrain(logits, (axes.ACT_BATCH, axes.ACT_SEQ, axes.ACT_VOCAB))
 
   def __call__(self, tokens, positions=None, *, cache=None, segment_ids=None, logits_at=None):
     """Logits of the next token.

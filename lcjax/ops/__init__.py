@@ -1,6 +1,7 @@
 """Dispatch APIs for attention and decode, and their reference / XLA implementations."""
 
 from lcjax.ops.attention import ATTENTION_IMPLS, attention
+from lcjax.ops import attention_context  # noqa: F401  (registers ring, allgather_kv, hdp)
 from lcjax.ops.decode import DECODE_IMPLS, decode
 from lcjax.ops.mask import CAUSAL, FULL, MaskSpec
 

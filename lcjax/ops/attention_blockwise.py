@@ -209,3 +209,48 @@ def attention_blockwise(q, k, v, mask: MaskSpec, *, scale: float, softcap: float
   """
   return _attention(q, k, v, mask, float(scale), None if softcap is None else float(softcap),
                     int(block_q), int(block_k))
+
+
+def _lse_to_tokens(lse, t):
+  """[nq, B, K, G, bq] -> [B, T, N]."""
+  nq, b, kv_heads, groups, bq = lse.shape
+  return lse.transpose(1, 0, 4, 2, 3).reshape(b, nq * bq, kv_heads * groups)[:, :t]
+
+
+def _lse_to_blocks(lse, kv_heads, block):
+  """[B, T, N] -> [nq, B, K, G, bq] (padded rows get -inf)."""
+  b, t, n = lse.shape
+  tp = _round_up(t, block)
+  lse = _pad_axis(lse, tp, 1, -jnp.inf).reshape(b, tp // block, block, kv_heads, n // kv_heads)
+  return lse.transpose(1, 0, 3, 4, 2)
+
+
+def blockwise_forward(q, k, v, mask: MaskSpec, *, scale: float, softcap: float | None = None,
+                      block_q: int = 256, block_k: int = 512):
+  """The forward pass with its log-sum-exp, for callers that merge partial results (ring attention).
+
+  Args:
+    q: [B, T, N, H].  k, v: [B, S, K, H].  mask, scale, softcap, block_q, block_k: as `attention_blockwise`.
+  Returns:
+    (out [B, T, N, H] in q's dtype, normalised over these keys; lse [B, T, N] fp32, -inf for rows with no key).
+  """
+  out, lse = _forward(q, k, v, mask, float(scale), softcap, int(block_q), int(block_k))
+  return out, _lse_to_tokens(lse, q.shape[1])
+
+
+def blockwise_backward(q, k, v, mask: MaskSpec, out, lse, d_out, *, scale: float, softcap: float | None = None,
+                       block_q: int = 256, block_k: int = 512):
+  """Gradients of attention over these keys given the final (global) out and lse of the rows.
+
+  With out and lse of the softmax over a larger key set (this key set is one part of it), p = exp(s - lse) is the
+  global probability, so the results are exactly this part's contributions (FlashAttention-2 Alg. 2 per part).
+  Args:
+    q: [B, T, N, H].  k, v: [B, S, K, H].  out: [B, T, N, H] final output.  lse: [B, T, N] final log-sum-exp.
+    d_out: [B, T, N, H] cotangent of out.
+  Returns:
+    (dq [B, T, N, H], dk, dv [B, S, K, H]) in the input dtypes.
+  """
+  bq = min(int(block_q), q.shape[1])
+  lse_b = _lse_to_blocks(lse.astype(_F32), k.shape[2], bq)
+  return _backward(q, k, v, mask, float(scale), softcap, bq, int(block_k), out, lse_b, d_out)
+

@@ -128,7 +128,7 @@ def test_bad_inputs_raise_specific_errors():
     MaskSpec(q_segment_ids=jnp.zeros((1, 4), jnp.int32))
   with pytest.raises(ShapeError, match="window"):
     MaskSpec(window=0)
-  with pytest.raises(UnknownNameError, match="unknown attention impl 'flash'.*known: reference, xla_blockwise"):
+  with pytest.raises(UnknownNameError, match="unknown attention impl 'flash'.*known: .*reference, .*xla_blockwise"):
     attention(q, kk, v, impl="flash")
   with pytest.raises(ShapeError, match="heads-major"):
     decode(q, kk[0], v[0], mask=MaskSpec())
