@@ -33,3 +33,7 @@ class CheckpointError(LcjaxError, IOError):
 
 class ContextLengthError(LcjaxError, ValueError):
   """A prompt (plus requested generation) does not fit the model's context."""
+
+
+class CapacityError(LcjaxError, ValueError):
+  """Data does not fit the memory it was asked to go to (a tier, a device budget, a placement plan)."""
