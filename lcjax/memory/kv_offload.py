@@ -172,7 +172,7 @@ class PagedDecoder:
 
   def __post_init__(self):
     self.tier = get_tier(self.tier)
-    self._step = jax.jit(self._step_fn)
+    self._step = jax.jit(self._step_fn, donate_argnames=("layers",))
 
   def _step_fn(self, state, token, positions, layers, lengths):
     model = nnx.merge(self.graphdef, state)

@@ -43,7 +43,9 @@ class Tier:
     to_device_bw: bytes/s when moving data from this tier to the accelerator (H2D; device: HBM bandwidth).
     from_device_bw: bytes/s from the accelerator into this tier (D2H).
     cpu_bw: bytes/s a CPU streams through this tier (what a CPU-side optimizer step sees).
-    latency_s: fixed cost of one transfer (DMA setup) or, for CPU access, one load-to-use miss.
+    latency_s: fixed cost of one transfer to or from the accelerator (DMA setup, dispatch).
+    access_latency_s: load-to-use latency of one CPU cache miss served by this memory (about 100 ns for local
+      DRAM, 170-250 ns for CXL); with a CPU's outstanding misses it bounds a CPU pass (Little's law).
     memory_kind: the JAX memory kind used for placement, or None for a numpy buffer.
     numa_nodes: host NUMA nodes backing the tier (several: pages striped over them).
   """
@@ -55,6 +57,7 @@ class Tier:
   from_device_bw: float
   cpu_bw: float
   latency_s: float
+  access_latency_s: float = 100e-9
   memory_kind: str | None = None
   numa_nodes: tuple[int, ...] = ()
 
@@ -64,8 +67,9 @@ class Tier:
     for f in ("capacity_bytes", "to_device_bw", "from_device_bw", "cpu_bw"):
       if not getattr(self, f) > 0:
         raise ConfigError(f"Tier {self.name!r}: {f} must be > 0, got {getattr(self, f)}")
-    if self.latency_s < 0:
-      raise ConfigError(f"Tier {self.name!r}: latency_s must be >= 0, got {self.latency_s}")
+    for f in ("latency_s", "access_latency_s"):
+      if getattr(self, f) < 0:
+        raise ConfigError(f"Tier {self.name!r}: {f} must be >= 0, got {getattr(self, f)}")
 
   def transfer_seconds(self, nbytes: float, to_device: bool = True) -> float:
     """Time to move `nbytes` between this tier and the accelerator: latency + bytes / bandwidth."""
@@ -115,14 +119,17 @@ def detect_tiers(device=None, nodes: list[numa.NumaNode] | None = None) -> list[
   local_bytes = sum(n.mem_bytes for n in nodes if not n.cpu_less) or _host_ram()
   dev_bw = 50 * _GB if on_cpu else 2000 * _GB
   tiers = [
-      Tier("device", "device", _device_capacity(device), dev_bw, dev_bw, 50 * _GB, 1e-6, "device"),
-      Tier("pinned_host", "host", local_bytes, 25 * _GB, 25 * _GB, 50 * _GB, 10e-6, "pinned_host", cpu_nodes),
-      Tier("unpinned_host", "host", local_bytes, 12 * _GB, 12 * _GB, 50 * _GB, 20e-6, "unpinned_host", cpu_nodes),
+      Tier("device", "device", _device_capacity(device), dev_bw, dev_bw, 50 * _GB, 1e-6, 100e-9, "device"),
+      Tier("pinned_host", "host", local_bytes, 25 * _GB, 25 * _GB, 50 * _GB, 10e-6, 100e-9, "pinned_host",
+           cpu_nodes),
+      Tier("unpinned_host", "host", local_bytes, 12 * _GB, 12 * _GB, 50 * _GB, 20e-6, 100e-9, "unpinned_host",
+           cpu_nodes),
   ]
   cxl = [n for n in nodes if n.cpu_less and n.mem_bytes > 0]
   for i, node in enumerate(cxl):
     name = "cxl" if len(cxl) == 1 else f"cxl{i}"
-    tiers.append(Tier(name, "cxl", node.mem_bytes, 20 * _GB, 20 * _GB, 25 * _GB, 20e-6, None, (node.node,)))
+    tiers.append(Tier(name, "cxl", node.mem_bytes, 20 * _GB, 20 * _GB, 25 * _GB, 20e-6, 250e-9, None,
+                      (node.node,)))
   return tiers
 
 

@@ -16,7 +16,8 @@ from lcjax.memory.tiers import Tier, memory_kind_of
 from lcjax.models.build import init_model
 from tests.tiny import TINY
 
-CXL_LIKE = Tier("cxl", "cxl", 1 << 34, 20e9, 20e9, 25e9, 20e-6, None, (0,))  # numpy pages bound to node 0
+# numpy pages bound to NUMA node 0: the `cxl` tier's mechanism on a machine without a CXL card
+CXL_LIKE = Tier("cxl", "cxl", 1 << 34, 20e9, 20e9, 25e9, 20e-6, 250e-9, None, (0,))
 
 
 def _prefill(gen, state, prompts, max_len):
@@ -26,9 +27,9 @@ def _prefill(gen, state, prompts, max_len):
 @pytest.mark.slow
 def test_bundled_model_decodes_identically_with_kv_in_host_tiers(smollm2):
   """All 30 layers offloaded: 15 paged into NUMA-bound host pages (the `cxl` tier's mechanism, bound to node 0 here)
-  and 15 streamed from pinned_host. Greedy tokens are identical to device-resident decoding (and to
-  the Generator's own decode loop, checked on the tiny model below); logits agree to 1e-5 (paged layers sum the softmax over their slots' key order, so fp32
-  results may differ in the last bits; on this machine they are bit-identical)."""
+  and 15 streamed from pinned_host. Greedy tokens are identical to device-resident decoding (which equals the
+  Generator's own decode loop, checked on the tiny model below); logits agree to 1e-5 (paged layers sum the
+  softmax over their slots' key order, so fp32 results may differ in the last bits; here they are bit-identical)."""
   cfg, graphdef, state = smollm2.cfg, smollm2.graphdef, smollm2.state
   gen = Generator(cfg, graphdef, pad_to=64)
   prompt = smollm2.tokenizer.encode("The key to the castle is hidden under the third stone of the old bridge. " * 8)

@@ -90,7 +90,7 @@ def test_bad_page_ids_and_numpy_tier():
   with pytest.raises(ShapeError, match=r"page ids \[9\] not in the store"):
     begin_prefetch(store, ws, [9])
   from lcjax.memory.tiers import Tier
-  cxl_like = Tier("cxl", "cxl", 1 << 30, 1e9, 1e9, 1e9, 1e-6, None, (0,))  # numpy buffers bound to node 0
+  cxl_like = Tier("cxl", "cxl", 1 << 30, 1e9, 1e9, 1e9, 1e-6, 250e-9, None, (0,))  # numpy buffers bound to node 0
   np_store = PageStore.create(cxl_like, store.pages)
   assert memory_kind_of(np_store.pages[0][0]) == "numpy"
   ws, _, _ = prefetch(np_store, WorkingSet.empty(store.pages[0], 2), [4])
