@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lcjax.memory.tiers import Tier, place, sharding_for, supports_memory_kind, tier
+from lcjax.memory.tiers import Tier, device_sharding, place, sharding_for, tier
 
 
 def _best_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -27,17 +27,11 @@ def _best_seconds(fn: Callable[[], object], repeats: int) -> float:
   return best
 
 
-def _device_sharding():
-  d = jax.devices()[0]
-  kind = "device" if supports_memory_kind("device", d) else None
-  return jax.sharding.SingleDeviceSharding(d, memory_kind=kind)
-
-
 def _copy_fns(t: Tier, nbytes: int):
   """(to_device, from_device, cpu_stream) closures moving `nbytes` for tier `t`."""
   n = max(1, nbytes // 4)
   host = place(np.ones(n, np.float32), t)
-  dev_s = _device_sharding()
+  dev_s = device_sharding()
   on_device = jax.device_put(jnp.ones(n, jnp.float32), dev_s)
   if t.kind == "device":
     copy = jax.jit(lambda x: x + 0.0)  # HBM read + write

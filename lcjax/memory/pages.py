@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lcjax.errors import CapacityError, ShapeError
+from lcjax.memory import tiers
 from lcjax.memory.tiers import Tier, place, tier as get_tier
 
 
@@ -91,8 +92,7 @@ class WorkingSet:
 
     def zeros(x):
       shape = tuple(x.shape[:axis]) + (num_slots,) + tuple(x.shape[axis:])
-      z = jnp.zeros(shape, x.dtype)
-      return jax.device_put(z, sharding) if sharding is not None else z
+      return jax.device_put(jnp.zeros(shape, x.dtype), sharding or tiers.device_sharding())
 
     table = np.full(num_slots, -1, np.int64)
     return cls(jax.tree.map(zeros, example_page), jnp.asarray(table, jnp.int32), table,
@@ -174,7 +174,7 @@ def begin_prefetch(store: PageStore, ws: WorkingSet, page_ids: Sequence[int], de
 
   Args:
     store: where pages live.  ws: the working set the next step will use.  page_ids: pages that step needs.
-    device_sharding: placement of the staged pages (default: the default device).
+    device_sharding: placement of the staged pages (default: the first device's own memory).
   Returns:
     A `Pending` to hand to `finish_prefetch` once the current step has been dispatched.
   """
@@ -182,7 +182,8 @@ def begin_prefetch(store: PageStore, ws: WorkingSet, page_ids: Sequence[int], de
   if bad:
     raise ShapeError(f"page ids {bad[:5]} not in the store (it holds pages 0..{len(store) - 1})")
   missing, victims, hit_slots = plan_slots(ws.table, ws.last_use, page_ids)
-  staged = tuple(jax.device_put([store.pages[p] for p in missing], device_sharding)) if missing else ()
+  target = device_sharding or tiers.device_sharding()
+  staged = tuple(jax.device_put([store.pages[p] for p in missing], target)) if missing else ()
   table, last_use = ws.table.copy(), ws.last_use.copy()
   evicted = sum(1 for s in victims if table[s] >= 0)
   table[victims] = missing

@@ -183,6 +183,13 @@ def supports_memory_kind(kind: str, device=None) -> bool:
     return False
 
 
+def device_sharding(device=None) -> SingleDeviceSharding:
+  """The accelerator's own memory on `device` (default: the first), explicitly, so that `jax.device_put` of an
+  array held in a host memory kind really moves it (a bare device would keep the source's memory kind)."""
+  device = device or jax.devices()[0]
+  return SingleDeviceSharding(device, memory_kind="device" if supports_memory_kind("device", device) else None)
+
+
 def sharding_for(t: Tier, sharding: Sharding | None = None, device=None) -> Sharding | None:
   """The sharding placing an array in tier `t`, or None when the tier is a numpy buffer on this backend."""
   if t.memory_kind is None or not supports_memory_kind(t.memory_kind, device):

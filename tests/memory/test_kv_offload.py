@@ -130,6 +130,16 @@ def test_streamed_layers_lower_with_host_placement(tiny, platform):
   assert '_xla_buffer_placement = "pinned_host"' in text and '_xla_buffer_placement = "device"' in text
 
 
+def test_streamed_layer_stays_in_host_memory_across_steps(tiny):
+  graphdef, state, gen = tiny
+  _, cache = _prefill(gen, state, [[1, 2, 3]], 16)
+  layers = [to_streamed(cache.layers[0]), cache.layers[1]]
+  _, out = PagedDecoder(TINY, graphdef)._step(state, jnp.ones((1,), jnp.int32), jnp.full((1,), 3, jnp.int32),
+                                              layers, cache.lengths)
+  assert memory_kind_of(out[0].k) == "pinned_host" and memory_kind_of(out[1].k) == "device"
+  assert float(jnp.abs(out[0].k[0, :, 3]).sum()) > 0  # the new token was written into the host cache
+
+
 def test_streamed_layer_needs_a_memory_kind(tiny):
   _, _, gen = tiny
   _, cache = _prefill(gen, tiny[1], [[1, 2]], 16)

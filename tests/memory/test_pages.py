@@ -26,7 +26,10 @@ def test_pages_live_in_the_tier_and_load_exactly(tier):
   store = _store(tier)
   assert {memory_kind_of(x) for x in jax.tree.leaves(store.pages)} == {tier}
   ws = WorkingSet.empty(store.pages[0], 4)
-  ws, store, stats = prefetch(store, ws, [3, 1])
+  pending = begin_prefetch(store, ws, [3, 1])
+  assert {memory_kind_of(x) for x in jax.tree.leaves(pending.staged)} == {"device"}  # really moved
+  ws, store, stats = finish_prefetch(store, ws, pending)
+  assert {memory_kind_of(x) for x in jax.tree.leaves(ws.slots)} == {"device"}
   assert (stats.loaded, stats.hits, stats.bytes_loaded) == (2, 0, 2 * store.page_nbytes())
   assert _slot_contents(ws)[:2] == [3, 1] and list(ws.table) == [3, 1, -1, -1]
   np.testing.assert_array_equal(np.asarray(ws.slots[1])[1], np.full(4, 10))
