@@ -41,3 +41,6 @@ class DataError(LcjaxError, IOError):
 
 class ShardingError(LcjaxError, ValueError):
   """A mesh, rule set or sharded layout that cannot work (bad axis, sizes that do not divide, no active mesh)."""
+
+class CapacityError(LcjaxError, ValueError):
+  """Data does not fit the memory it was asked to go to (a tier, a device budget, a placement plan)."""

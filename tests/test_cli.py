@@ -44,3 +44,16 @@ def test_prompt_past_context_is_a_clear_error(capsys):
   long_prompt = "word " * 9000
   assert main(["generate", long_prompt, "--max-new-tokens", "4"]) == 2
   assert "exceeds the model's context of 8192 tokens" in capsys.readouterr().err
+
+
+def test_analyze_reproduces_the_papers_running_example(capsys):
+  assert main(["analyze", "--json"]) == 0
+  import json
+  four, fifty = json.loads(capsys.readouterr().out)
+  assert (four["context"], fifty["context"], fifty["concurrency"]) == (4000, 50000, 1)
+  assert round(fifty["decode_s"], 1) == 9.8 and round(four["prefill_s"], 2) == 0.89
+  assert main(["analyze", "--model", "smollm2-135m", "--hardware", "h100", "--context", "32Ki"]) == 0
+  out = capsys.readouterr().out
+  assert "context 32,768" in out and "max concurrent users" in out
+  assert main(["analyze", "--hardware", "b200"]) == 2
+  assert "unknown hardware preset 'b200'" in capsys.readouterr().err
