@@ -40,7 +40,10 @@ class TestLongBench:
     assert longbench.classification_score("something else", "Entity", all_classes=classes) == 0.0
 
   def test_rouge_l_pltrdy_semantics(self):
-    p = r = 5 / 6  # LCS "the cat on the mat" = 5 of 6 words each side; pltrdy adds 1e-8 to the denominator
+    # pltrdy rouge 1.0.1 counts *unique* words (exclusive n-grams): m = n = |{the, cat, sat|is, on, mat}| = 5 and the
+    # union LCS "the cat on the mat" as a set {the, cat, on, mat} = 4, so P = R = 4/5 (not 5/6 as with token counts);
+    # F adds 1e-8 to the denominator.
+    p = r = 4 / 5
     assert longbench.rouge_score("the cat sat on the mat", "the cat is on the mat") == pytest.approx(
         2 * p * r / (p + r + 1e-8), abs=1e-12)
     assert longbench.rouge_score("", "the cat") == 0.0  # "Hypothesis is empty" is swallowed
