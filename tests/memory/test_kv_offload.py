@@ -28,8 +28,9 @@ def _prefill(gen, state, prompts, max_len):
 def test_bundled_model_decodes_identically_with_kv_in_host_tiers(smollm2):
   """All 30 layers offloaded: 15 paged into NUMA-bound host pages (the `cxl` tier's mechanism, bound to node 0 here)
   and 15 streamed from pinned_host. Greedy tokens are identical to device-resident decoding (which equals the
-  Generator's own decode loop, checked on the tiny model below); logits agree to fp32 rounding, rtol 1e-5 (paged
-  layers sum the softmax over their slots' key order and a different key count, so the last bits may differ)."""
+  Generator's own decode loop, checked on the tiny model below); logits agree to fp32 rounding accumulated over 30
+  layers, |d| < 1e-4 on logits of magnitude ~16 (paged layers sum the softmax in their slots' key order over a
+  different key count, so each layer's last bits differ; CI machines measured up to 4e-5)."""
   cfg, graphdef, state = smollm2.cfg, smollm2.graphdef, smollm2.state
   gen = Generator(cfg, graphdef, pad_to=64)
   prompt = smollm2.tokenizer.encode("The key to the castle is hidden under the third stone of the old bridge. " * 8)
@@ -46,7 +47,7 @@ def test_bundled_model_decodes_identically_with_kv_in_host_tiers(smollm2):
   assert {memory_kind_of(x) for x in jax.tree.leaves(first.pages)} == {"numpy"}
   tokens, host_logits, stats = dec.decode(state, logits, cache, steps, paged_layers=range(15))
   np.testing.assert_array_equal(tokens, dev_tokens)
-  np.testing.assert_allclose(host_logits, dev_logits, atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(host_logits, dev_logits, atol=1e-4, rtol=0)
   pages = -(-len(prompt) // 32)
   assert stats[0].loaded == 15 * pages and stats[1].loaded == 0  # afterwards only new write pages move
 
