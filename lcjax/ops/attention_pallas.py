@@ -81,3 +81,6 @@ ATTENTION_IMPLS.register("pallas_triton", _flash_impl("triton"), platforms=("gpu
                          doc="Pallas Triton flash attention fwd+bwd (pre-Hopper GPUs; Triton is deprecated in jax)")
 ATTENTION_IMPLS.register("pallas_tpu", _flash_impl("tpu"), platforms=("tpu",), caps=_CAPS,
                          doc="Pallas Mosaic TPU flash attention fwd+bwd with splash-style block skipping")
+ATTENTION_IMPLS.register("pallas_mosaic_gpu", attention_pallas_mosaic_gpu, platforms=("gpu",),
+                         caps=dict(_CAPS, supported=hopper_available),
+                         doc="Pallas Mosaic GPU flash forward (Hopper TMA + wgmma), XLA blockwise backward")

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from pallas_kernels import tuning
-from pallas_kernels.flash_attention import gpu_triton, tpu
+from pallas_kernels.flash_attention import gpu_mosaic, gpu_triton, tpu
 from pallas_kernels.flash_attention.layout import FlashConfig, from_blocks_layout, pad_heads_major, to_blocks_layout
 from pallas_kernels.flash_attention.reference import flash_reference
 from pallas_kernels.tile_math import next_power_of_2, round_up
@@ -50,6 +50,7 @@ def _mosaic_blocks(t, s, bq, bk):
 TARGETS: dict[str, Target] = {
     "triton": Target(gpu_triton.flash_forward, gpu_triton.flash_backward, _triton_blocks),
     "tpu": Target(tpu.flash_forward, tpu.flash_backward, _tpu_blocks),
+    "mosaic_gpu": Target(gpu_mosaic.flash_forward, None, _mosaic_blocks),
 }
 
 

@@ -44,7 +44,7 @@ def test_decode_impls_match_reference(impl):
 
 def test_kernels_on_cpu_need_interpret_and_say_what_runs():
   q, k, v = _qkv()
-  for impl in ("pallas_triton", "pallas_tpu"):
+  for impl in ("pallas_triton", "pallas_tpu", "pallas_mosaic_gpu"):
     assert impl in ATTENTION_IMPLS
     with pytest.raises(ImplUnavailableError, match=r"interpret=True.*xla_blockwise"):
       attention(q, k, v, impl=impl)
