@@ -45,9 +45,9 @@ def test_full_selection_equals_dense_decode(impl):
                               for i in range(B)]), jnp.int32)
   q_pos = jnp.asarray([[38, 39], [12, 13]])
   options = dict(interpret=True, num_splits=2) if impl.startswith("pallas") else {}
-  got = block_sparse_attention(q, k, v, ids, jnp.full((B, K), nb, jnp.int32), block_size=C, impl=impl,
-                               q_positions=q_pos, **options)
-  want = decode(q, k, v, mask=MaskSpec(q_positions=q_pos), impl="reference")
+  got = jax.jit(lambda q, k, v: block_sparse_attention(q, k, v, ids, jnp.full((B, K), nb, jnp.int32), block_size=C,
+                                                       impl=impl, q_positions=q_pos, **options))(q, k, v)
+  want = jax.jit(lambda q, k, v: decode(q, k, v, mask=MaskSpec(q_positions=q_pos), impl="reference"))(q, k, v)
   np.testing.assert_allclose(got, want, atol=2e-5, rtol=2e-5)
 
 
