@@ -113,9 +113,21 @@ def tile_grads(q, k, v, d_out, lse, delta, ok, *, scale: float, softcap: float |
     (p [R, C] fp32, ds [R, C] fp32) with dq = ds k, dk = ds^T q, dv = p^T dO.
   """
   s, tanh = tile_scores(q, k, scale=scale, softcap=softcap)
-  lse_safe = jnp.where(jnp.isfinite(lse), lse, 0.0)
+  return score_grads(s, tanh, dot_nt(d_out, v), lse, delta, ok, scale=scale)
+
+
+def score_grads(s, tanh, dp, lse, delta, ok, *, scale: float):
+  """p = exp(s - lse) on visible entries and dS = p (dP - D) tanh'(.) scale (elementwise; any broadcastable layout).
+
+  Args:
+    s: scores (capped).  tanh: tanh of the cap or None.  dp: dO v^T.  lse, delta: per-row statistics, broadcast
+      against s.  ok: visibility.
+  Returns:
+    (p, ds) fp32, shaped like s.
+  """
+  lse_safe = jnp.where(lse > MASK_VALUE, lse, 0.0)  # -inf for rows with no visible key (no isfinite on Mosaic GPU)
   p = jnp.where(ok, jnp.exp(s - lse_safe), 0.0)
-  ds = p * (dot_nt(d_out, v) - delta)
+  ds = p * (dp - delta)
   if tanh is not None:
     ds = ds * (1.0 - tanh * tanh)
   return p, ds * scale

@@ -4,20 +4,18 @@
 |-------------------|-----------|--------------------------------------------|---------------------------------------|
 | pallas_triton     | gpu       | `pl.pallas_call` via Triton (pre-Hopper)   | Triton dQ and dK/dV kernels           |
 | pallas_tpu        | tpu       | Mosaic TPU, splash-style block skipping    | Mosaic TPU dQ and dK/dV kernels       |
-| pallas_mosaic_gpu | gpu sm_90 | Mosaic GPU: TMA, wgmma, pipelined K/V      | XLA blockwise (FlashAttention-2 Alg 2) |
+| pallas_mosaic_gpu | gpu sm_90 | Mosaic GPU: TMA, wgmma, pipelined K/V      | Mosaic GPU dQ and dK/dV kernels       |
 
-All three are `interpretable`: with `interpret=True` they run on CPU in their target's Pallas interpreter.
+All three are `interpretable`: with `interpret=True` they run on CPU in their target's Pallas interpreter (Mosaic
+GPU needs an abstract Hopper device in scope: `jax.sharding.use_abstract_mesh` with an H100 `AbstractDevice`).
 """
 
 from __future__ import annotations
-
-import functools
 
 import jax
 
 import pallas_kernels.flash_attention as fa
 from lcjax.ops.attention import ATTENTION_IMPLS
-from lcjax.ops.attention_blockwise import blockwise_backward
 from lcjax.ops.mask import MaskSpec, token_layout
 
 
@@ -40,36 +38,6 @@ def _flash_impl(target: str):
   return impl
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
-def _mosaic(q, k, v, mask, static, interpret):
-  return _mosaic_fwd(q, k, v, mask, static, interpret)[0]
-
-
-def _mosaic_fwd(q, k, v, mask, static, interpret):
-  scale, softcap, block_q, block_k = static
-  out, lse = fa.flash_attention_forward(q, k, v, target="mosaic_gpu", scale=scale, softcap=softcap,
-                                        block_q=block_q, block_k=block_k, interpret=interpret,
-                                        **mask_arrays(mask, q.shape[0], q.shape[1], k.shape[1]))
-  return out, (q, k, v, mask, out, lse)
-
-
-def _mosaic_bwd(static, interpret, res, d_out):
-  del interpret
-  scale, softcap, _, _ = static
-  q, k, v, mask, out, lse = res
-  dq, dk, dv = blockwise_backward(q, k, v, mask, out, lse, d_out, scale=scale, softcap=softcap)
-  return dq, dk, dv, jax.tree.map(lambda _: None, mask)
-
-
-_mosaic.defvjp(_mosaic_fwd, _mosaic_bwd)
-
-
-def attention_pallas_mosaic_gpu(q, k, v, mask: MaskSpec, *, scale: float, softcap: float | None = None,
-                                block_q: int | None = None, block_k: int | None = None, interpret: bool = False):
-  """Mosaic GPU (Hopper) flash forward with the XLA blockwise backward: q [B, T, N, H], k/v [B, S, K, H]."""
-  return _mosaic(q, k, v, mask, (float(scale), softcap, block_q, block_k), bool(interpret))
-
-
 def hopper_available() -> bool:
   """Whether the default device is an NVIDIA GPU of compute capability >= 9.0 (wgmma, TMA)."""
   device = jax.devices()[0]
@@ -81,6 +49,6 @@ ATTENTION_IMPLS.register("pallas_triton", _flash_impl("triton"), platforms=("gpu
                          doc="Pallas Triton flash attention fwd+bwd (pre-Hopper GPUs; Triton is deprecated in jax)")
 ATTENTION_IMPLS.register("pallas_tpu", _flash_impl("tpu"), platforms=("tpu",), caps=_CAPS,
                          doc="Pallas Mosaic TPU flash attention fwd+bwd with splash-style block skipping")
-ATTENTION_IMPLS.register("pallas_mosaic_gpu", attention_pallas_mosaic_gpu, platforms=("gpu",),
+ATTENTION_IMPLS.register("pallas_mosaic_gpu", _flash_impl("mosaic_gpu"), platforms=("gpu",),
                          caps=dict(_CAPS, supported=hopper_available),
-                         doc="Pallas Mosaic GPU flash forward (Hopper TMA + wgmma), XLA blockwise backward")
+                         doc="Pallas Mosaic GPU flash attention fwd+bwd (Hopper: TMA, wgmma, pipelined tiles)")

@@ -1,8 +1,8 @@
 """Flash attention (forward + custom-VJP backward) on three Pallas targets beside a jnp reference.
 
 Targets: "triton" (`pl.pallas_call` via Triton, pre-Hopper GPUs), "tpu" (Mosaic TPU, (8, 128) tiles, splash-style
-block liveness via scalar prefetch), "mosaic_gpu" (Hopper: TMA + wgmma, forward only: its backward is left to the
-caller, see `lcjax.ops.attention_pallas`), "reference" (jnp). Inputs are token-major like `lcjax.ops.attention`.
+block liveness via scalar prefetch), "mosaic_gpu" (Hopper: TMA + wgmma + emit_pipeline, f16/bf16), "reference"
+(jnp). Inputs are token-major like `lcjax.ops.attention`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class Target(NamedTuple):
   """A kernel target: forward (and backward) on the padded heads-major layout, and its block-size rule."""
 
   forward: Callable
-  backward: Callable | None
+  backward: Callable
   blocks: Callable[[int, int, int, int], tuple[int, int]]  # (T, S, block_q, block_k) -> valid (bq, bk)
 
 
@@ -50,7 +50,7 @@ def _mosaic_blocks(t, s, bq, bk):
 TARGETS: dict[str, Target] = {
     "triton": Target(gpu_triton.flash_forward, gpu_triton.flash_backward, _triton_blocks),
     "tpu": Target(tpu.flash_forward, tpu.flash_backward, _tpu_blocks),
-    "mosaic_gpu": Target(gpu_mosaic.flash_forward, None, _mosaic_blocks),
+    "mosaic_gpu": Target(gpu_mosaic.flash_forward, gpu_mosaic.flash_backward, _mosaic_blocks),
 }
 
 
@@ -114,7 +114,7 @@ def flash_attention(q, k, v, *, target: str, causal: bool = True, window: int | 
 
   Args:
     q: [B, T, N, H].  k, v: [B, S, K, H], N a multiple of K (GQA).
-    target: "triton", "tpu" or "reference" (for "mosaic_gpu" use `flash_attention_forward`: no kernel backward).
+    target: "triton", "tpu", "mosaic_gpu" (f16/bf16, H a multiple of 64) or "reference".
     causal, window, sink: mask pattern.  q_positions [B, T], kv_positions [B, S]: absolute positions (default
       bottom-right aligned).  q_segment_ids [B, T], kv_segment_ids [B, S]: document ids.
     scale: default 1/sqrt(H).  softcap: logit soft-cap.  block_q, block_k: tile sizes (default: tuning table).
@@ -128,8 +128,6 @@ def flash_attention(q, k, v, *, target: str, causal: bool = True, window: int | 
   if target == "reference":
     return flash_attention_forward(q, k, v, target=target, **mask, **layout)[0]
   cfg = make_config(q, k, target, **mask, block_q=block_q, block_k=block_k, interpret=interpret)
-  if TARGETS[target].backward is None:
-    raise ValueError(f"flash-attention target {target!r} has no kernel backward; use flash_attention_forward")
   return _flash(q, k, v, *_layout_args(q, k, *layout.values()), target, cfg)
 
 
@@ -137,7 +135,7 @@ def flash_attention_forward(q, k, v, *, target: str, **kwargs):
   """Forward only, with the log-sum-exp (for callers that merge partial results or bring their own backward).
 
   Args:
-    q, k, v, target, **kwargs: as `flash_attention` (target may also be "mosaic_gpu").
+    q, k, v, target, **kwargs: as `flash_attention`.
   Returns:
     (out [B, T, N, H] in q's dtype, lse [B, T, N] fp32, -inf for rows with no visible key).
   """

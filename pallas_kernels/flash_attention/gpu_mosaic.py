@@ -19,8 +19,8 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
-from pallas_kernels.flash_attention.layout import FlashConfig
-from pallas_kernels.tile_math import F32, MASK_VALUE, tile_visible
+from pallas_kernels.flash_attention.layout import FlashConfig, fold_groups, row_delta
+from pallas_kernels.tile_math import F32, MASK_VALUE, score_grads, tile_visible
 
 _ROWS = plgpu.Layout.WGMMA.reduce(1)  # a value per row of a [bq, bk] WGMMA tile
 _COLS = plgpu.Layout.WGMMA.reduce(0)  # a value per column
@@ -35,35 +35,51 @@ def _full(x, shape, dim):
   return lax.broadcast_in_dim(x, shape, [dim])
 
 
+def _mm(a_smem, b_smem, shape):
+  """a @ b on the tensor cores (wgmma, operands in SMEM; b may be a transposed view) -> fp32 [M, N] registers."""
+
+  def body(acc_ref):
+    plgpu.wgmma(acc_ref, a_smem, b_smem)
+    return acc_ref[...]
+
+  return pl.run_scoped(body, plgpu.ACC(shape, F32))
+
+
+def _stage(smem, x):
+  """Registers -> SMEM operand for the next wgmma (with the fence the async proxy needs)."""
+  smem[...] = x.astype(smem.dtype)
+  plgpu.commit_smem()
+
+
+def _scores(raw, cfg: FlashConfig):
+  """Scaled, soft-capped scores and tanh of the cap (None without cap)."""
+  s = raw * cfg.scale
+  if cfg.softcap is None:
+    return s, None
+  tanh = jnp.tanh(s / cfg.softcap)
+  return cfg.softcap * tanh, tanh
+
+
+def _visible(q_pos, q_seg, kv_pos, kv_seg, shape, q_dim: int, cfg: FlashConfig):
+  """Tile visibility with queries along dimension `q_dim` of `shape` (0: rows, 1: columns)."""
+  kv_dim = 1 - q_dim
+  return tile_visible(_full(q_pos, shape, q_dim), _full(q_seg, shape, q_dim), _full(kv_pos, shape, kv_dim),
+                      _full(kv_seg, shape, kv_dim), **cfg.mask)
+
+
 def _kv_step(q_smem, p_smem, q_pos, q_seg, cfg: FlashConfig, _, k_smem, v_smem, kp_smem, ks_smem, carry):
   """One pipelined key tile: S = Q K^T (wgmma), masked online softmax, O = c O + P V (P staged in SMEM)."""
   acc, m, l = carry
   bq, bk = q_smem.shape[0], k_smem.shape[0]
-
-  def qk(acc_ref):
-    plgpu.wgmma(acc_ref, q_smem, k_smem.T)
-    return acc_ref[...]
-
-  s = pl.run_scoped(qk, plgpu.ACC((bq, bk), F32)) * cfg.scale
-  if cfg.softcap is not None:
-    s = cfg.softcap * jnp.tanh(s / cfg.softcap)
-  kp, ks = plgpu.load(kp_smem, layout=_COLS), plgpu.load(ks_smem, layout=_COLS)
-  ok = tile_visible(_full(q_pos, s.shape, 0), _full(q_seg, s.shape, 0), _full(kp, s.shape, 1),
-                    _full(ks, s.shape, 1), **cfg.mask)
+  s, _ = _scores(_mm(q_smem, k_smem.T, (bq, bk)), cfg)
+  ok = _visible(q_pos, q_seg, plgpu.load(kp_smem, layout=_COLS), plgpu.load(ks_smem, layout=_COLS), s.shape, 0, cfg)
   s = jnp.where(ok, s, MASK_VALUE)
   m_new = jnp.maximum(m, s.max(axis=1))
   corr = jnp.exp(m - m_new)
   p = jnp.where(ok, jnp.exp(s - _full(m_new, s.shape, 0)), 0.0)
   l = l * corr + p.sum(axis=1)
-  p_smem[...] = p.astype(p_smem.dtype)
-  plgpu.commit_smem()  # make the register writes visible to the wgmma (async proxy)
-
-  def pv(acc_ref):
-    plgpu.wgmma(acc_ref, p_smem, v_smem)
-    return acc_ref[...]
-
-  pv_tile = pl.run_scoped(pv, plgpu.ACC(acc.shape, F32))
-  return acc * _full(corr, acc.shape, 0) + pv_tile, m_new, l
+  _stage(p_smem, p)
+  return acc * _full(corr, acc.shape, 0) + _mm(p_smem, v_smem, acc.shape), m_new, l
 
 
 def _kernel(q_ref, k_ref, v_ref, qp_ref, qs_ref, kp_ref, ks_ref, o_ref, lse_ref, q_smem, p_smem, lse_smem, barrier, *,
@@ -79,11 +95,9 @@ def _kernel(q_ref, k_ref, v_ref, qp_ref, qs_ref, kp_ref, ks_ref, o_ref, lse_ref,
   init = (plgpu.layout_cast(jnp.zeros((bq, h), F32), plgpu.Layout.WGMMA),
           plgpu.layout_cast(jnp.full((bq,), MASK_VALUE, F32), _ROWS),
           plgpu.layout_cast(jnp.zeros((bq,), F32), _ROWS))
-  tile = lambda: plgpu.BlockSpec((bk, h), lambda j: (j, 0), transforms=_transforms(q_ref.dtype, h))  # noqa: E731
-  tokens = lambda: plgpu.BlockSpec((bk,), lambda j: (j,))  # noqa: E731
   pipeline = plgpu.emit_pipeline(
       functools.partial(_kv_step, q_smem, p_smem, q_pos, q_seg, cfg), grid=(k_ref.shape[2] // bk,),
-      in_specs=[tile(), tile(), tokens(), tokens()], max_concurrent_steps=2, init_carry=init)
+      in_specs=[_tile(bk, h, q_ref.dtype)] * 2 + [_tokens(bk)] * 2, max_concurrent_steps=2, init_carry=init)
   acc, m, l = pipeline(k_ref.at[b, kv_head], v_ref.at[b, kv_head], kp_ref.at[b], ks_ref.at[b])
   has = l > 0
   safe = jnp.where(has, l, 1.0)
@@ -117,3 +131,121 @@ def flash_forward(q, k, v, q_pos, q_seg, kv_pos, kv_seg, *, cfg: FlashConfig):
       compiler_params=plgpu.CompilerParams(approx_math=False),
       interpret=plgpu.InterpretGPUParams() if cfg.interpret else None)
   return kernel(q, k, v, q_pos, q_seg, kv_pos, kv_seg)
+
+
+def _dq_step(q_smem, do_smem, ds_smem, rows, cfg: FlashConfig, _, k_smem, v_smem, kp_smem, ks_smem, dq):
+  """dQ += dS K for one key tile; S = Q K^T and dP = dO V^T on the tensor cores."""
+  q_pos, q_seg, lse, delta = rows
+  shape = (q_smem.shape[0], k_smem.shape[0])
+  s, tanh = _scores(_mm(q_smem, k_smem.T, shape), cfg)
+  ok = _visible(q_pos, q_seg, plgpu.load(kp_smem, layout=_COLS), plgpu.load(ks_smem, layout=_COLS), shape, 0, cfg)
+  _, ds = score_grads(s, tanh, _mm(do_smem, v_smem.T, shape), _full(lse, shape, 0), _full(delta, shape, 0), ok,
+                      scale=cfg.scale)
+  _stage(ds_smem, ds)
+  return dq + _mm(ds_smem, k_smem, dq.shape)
+
+
+def _dkv_step(k_smem, v_smem, t_smems, kv_rows, cfg: FlashConfig, _, q_smem, do_smem, lse_smem, delta_smem, qp_smem,
+              qs_smem, carry):
+  """dV += P^T dO and dK += dS^T Q for one query tile, computed transposed (keys on the wgmma rows)."""
+  dk, dv = carry
+  p_smem, ds_smem = t_smems
+  shape = (k_smem.shape[0], q_smem.shape[0])
+  s_t, tanh = _scores(_mm(k_smem, q_smem.T, shape), cfg)
+  cols = [plgpu.load(x, layout=_COLS) for x in (qp_smem, qs_smem, lse_smem, delta_smem)]
+  ok = _visible(cols[0], cols[1], kv_rows[0], kv_rows[1], shape, 1, cfg)
+  p_t, ds_t = score_grads(s_t, tanh, _mm(v_smem, do_smem.T, shape), _full(cols[2], shape, 1),
+                          _full(cols[3], shape, 1), ok, scale=cfg.scale)
+  _stage(p_smem, p_t)
+  _stage(ds_smem, ds_t)
+  return dk + _mm(ds_smem, q_smem, dk.shape), dv + _mm(p_smem, do_smem, dv.shape)
+
+
+def _load_tiles(pairs, barrier):
+  """TMA-copies (gmem, smem) pairs, one barrier slot each, and waits for all."""
+  for slot, (src, dst) in enumerate(pairs):
+    plgpu.copy_gmem_to_smem(src, dst, barrier.at[slot])
+  for slot in range(len(pairs)):
+    plgpu.barrier_wait(barrier.at[slot])
+
+
+def _store_tiles(pairs):
+  plgpu.commit_smem()
+  for src, dst in pairs:
+    plgpu.copy_smem_to_gmem(src, dst)
+  plgpu.wait_smem_to_gmem(0)
+
+
+def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qp_ref, qs_ref, kp_ref, ks_ref, dq_ref, q_smem,
+               do_smem, ds_smem, barrier, *, cfg: FlashConfig, groups: int):
+  b, n, i = lax.axis_index("batch"), lax.axis_index("heads"), lax.axis_index("q_seq")
+  bq, h = q_smem.shape
+  rows = pl.ds(i * bq, bq)
+  kv_head = lax.div(n, jnp.array(groups, n.dtype))
+  _load_tiles([(q_ref.at[b, n, rows], q_smem), (do_ref.at[b, n, rows], do_smem)], barrier)
+  stats = tuple(plgpu.load(r.at[b, rows], layout=_ROWS) for r in (qp_ref, qs_ref)) + tuple(
+      plgpu.load(r.at[b, n, rows], layout=_ROWS) for r in (lse_ref, delta_ref))
+  pipeline = plgpu.emit_pipeline(
+      functools.partial(_dq_step, q_smem, do_smem, ds_smem, stats, cfg), grid=(k_ref.shape[2] // cfg.block_k,),
+      in_specs=[_tile(cfg.block_k, h, q_ref.dtype)] * 2 + [_tokens(cfg.block_k)] * 2, max_concurrent_steps=2,
+      init_carry=plgpu.layout_cast(jnp.zeros((bq, h), F32), plgpu.Layout.WGMMA))
+  dq = pipeline(k_ref.at[b, kv_head], v_ref.at[b, kv_head], kp_ref.at[b], ks_ref.at[b])
+  q_smem[...] = dq.astype(q_smem.dtype)
+  _store_tiles([(q_smem, dq_ref.at[b, n, rows])])
+
+
+def _dkv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qp_ref, qs_ref, kp_ref, ks_ref, dk_ref, dv_ref,
+                k_smem, v_smem, p_smem, ds_smem, barrier, *, cfg: FlashConfig, groups: int):
+  b, n, j = lax.axis_index("batch"), lax.axis_index("heads"), lax.axis_index("kv_seq")
+  bk, h = k_smem.shape
+  keys = pl.ds(j * bk, bk)
+  kv_head = lax.div(n, jnp.array(groups, n.dtype))
+  _load_tiles([(k_ref.at[b, kv_head, keys], k_smem), (v_ref.at[b, kv_head, keys], v_smem)], barrier)
+  kv_rows = tuple(plgpu.load(r.at[b, keys], layout=_ROWS) for r in (kp_ref, ks_ref))
+  zeros = plgpu.layout_cast(jnp.zeros((bk, h), F32), plgpu.Layout.WGMMA)
+  bq = cfg.block_q
+  pipeline = plgpu.emit_pipeline(
+      functools.partial(_dkv_step, k_smem, v_smem, (p_smem, ds_smem), kv_rows, cfg),
+      grid=(q_ref.shape[2] // bq,), max_concurrent_steps=2, init_carry=(zeros, zeros),
+      in_specs=[_tile(bq, h, q_ref.dtype)] * 2 + [_tokens(bq)] * 4)
+  dk, dv = pipeline(q_ref.at[b, n], do_ref.at[b, n], lse_ref.at[b, n], delta_ref.at[b, n], qp_ref.at[b],
+                    qs_ref.at[b])
+  k_smem[...], v_smem[...] = dk.astype(k_smem.dtype), dv.astype(v_smem.dtype)
+  _store_tiles([(k_smem, dk_ref.at[b, n, keys]), (v_smem, dv_ref.at[b, n, keys])])
+
+
+def _tile(rows: int, h: int, dtype):
+  return plgpu.BlockSpec((rows, h), lambda j: (j, 0), transforms=_transforms(dtype, h))
+
+
+def _tokens(rows: int):
+  return plgpu.BlockSpec((rows,), lambda j: (j,))
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def flash_backward(q, k, v, out, lse, d_out, q_pos, q_seg, kv_pos, kv_seg, *, cfg: FlashConfig):
+  """dQ kernel (grid heads, query tiles, batch) then dK/dV kernel (grid heads, key tiles, batch), per query head.
+
+  Args:
+    q, out, d_out: [B, N, Tp, H] f16/bf16.  k, v: [B, K, Sp, H].  lse: [B, N, Tp] fp32.  q_pos, q_seg: [B, Tp];
+      kv_pos, kv_seg: [B, Sp] int32.
+  Returns:
+    (dq [B, N, Tp, H], dk, dv [B, K, Sp, H]) in the input dtypes (per-head dK/dV summed over the group in fp32).
+  """
+  b, n, tp, h = q.shape
+  kv_heads, sp = k.shape[1], k.shape[2]
+  groups, bq, bk = n // kv_heads, cfg.block_q, cfg.block_k
+  delta = row_delta(out, d_out)
+  args = (q, k, v, d_out, lse, delta, q_pos, q_seg, kv_pos, kv_seg)
+  smem = lambda rows, cols: plgpu.SMEM((rows, cols), q.dtype, transforms=_transforms(q.dtype, cols))  # noqa: E731
+  interpret = plgpu.InterpretGPUParams() if cfg.interpret else None
+  dq = plgpu.kernel(
+      functools.partial(_dq_kernel, cfg=cfg, groups=groups), out_type=jax.ShapeDtypeStruct(q.shape, q.dtype),
+      scratch_types=(smem(bq, h), smem(bq, h), smem(bq, bk), plgpu.Barrier(num_barriers=2)),
+      grid=(n, tp // bq, b), grid_names=("heads", "q_seq", "batch"), interpret=interpret)(*args)
+  per_head = jax.ShapeDtypeStruct((b, n, sp, h), k.dtype)
+  dk, dv = plgpu.kernel(
+      functools.partial(_dkv_kernel, cfg=cfg, groups=groups), out_type=(per_head, per_head),
+      scratch_types=(smem(bk, h), smem(bk, h), smem(bk, bq), smem(bk, bq), plgpu.Barrier(num_barriers=2)),
+      grid=(n, sp // bk, b), grid_names=("heads", "kv_seq", "batch"), interpret=interpret)(*args)
+  return dq, fold_groups(dk.astype(F32), kv_heads, k.dtype), fold_groups(dv.astype(F32), kv_heads, v.dtype)
