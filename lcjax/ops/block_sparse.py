@@ -12,11 +12,12 @@ k of sequence b attends to. Options: `q_positions` [B, T] (causal within the sel
 | xla           | all       | the whole cache with a block-membership mask (no gather); grads   |
 | pallas_triton | gpu       | Triton gather-block kernel, split-K (interpretable)               |
 | pallas_tpu    | tpu       | Mosaic TPU gather-block kernel, scalar-prefetched indices         |
+| pallas_mosaic_gpu | gpu sm_90 | Mosaic GPU gather-block kernel (TMA gathers, wgmma), f16/bf16 |
 
 | platform | auto order          |
 |----------|---------------------|
 | cpu      | reference           |
-| gpu      | pallas_triton, xla  |
+| gpu      | pallas_mosaic_gpu (sm_90), pallas_triton, xla |
 | tpu      | pallas_tpu, xla     |
 """
 
@@ -31,13 +32,14 @@ import jax.numpy as jnp
 import pallas_kernels.block_sparse as bs
 from lcjax.errors import ShapeError
 from lcjax.ops.attention import check_qkv, resolve_impl
+from lcjax.ops.attention_pallas import hopper_available
 from lcjax.registry import Registry
 
 BLOCK_SPARSE_IMPLS: Registry[Callable] = Registry("block-sparse impl")
 
 AUTO_TABLE: dict[str, tuple[str, ...]] = {
     "cpu": ("reference",),
-    "gpu": ("pallas_triton", "xla"),
+    "gpu": ("pallas_mosaic_gpu", "pallas_triton", "xla"),
     "tpu": ("pallas_tpu", "xla"),
 }
 
@@ -87,6 +89,9 @@ BLOCK_SPARSE_IMPLS.register("pallas_triton", _kernel_impl("triton"), platforms=(
                             doc="Pallas Triton gather-block kernel, split-K")
 BLOCK_SPARSE_IMPLS.register("pallas_tpu", _kernel_impl("tpu"), platforms=("tpu",), caps=_CAPS,
                             doc="Pallas Mosaic TPU gather-block kernel, scalar-prefetched block indices")
+BLOCK_SPARSE_IMPLS.register("pallas_mosaic_gpu", _kernel_impl("mosaic_gpu"), platforms=("gpu",),
+                            caps=dict(_CAPS, supported=hopper_available),
+                            doc="Pallas Mosaic GPU gather-block kernel (Hopper: TMA block gathers, wgmma)")
 
 
 def _check(q, k, v, block_indices, block_counts, block_size):

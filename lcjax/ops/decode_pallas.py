@@ -4,6 +4,7 @@
 |---------------|-----------|-----------------------------------------------------------------|
 | pallas_triton | gpu       | Triton gather-block kernel over the dense cache, split-K, GQA   |
 | pallas_tpu    | tpu       | Mosaic TPU gather-block kernel, split-K                         |
+| pallas_mosaic_gpu | gpu sm_90 | Mosaic GPU gather-block kernel: TMA-gathered blocks, wgmma  |
 
 The kernels take masks made of positions: causal, sliding window, sinks, `q_positions`. Document masks (segment
 ids) and explicit `kv_positions` are not supported by them and raise `ShapeError` (use `xla_splitk`). Both are
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import pallas_kernels.decode_attention as da
 from lcjax.errors import ShapeError
+from lcjax.ops.attention_pallas import hopper_available
 from lcjax.ops.decode import DECODE_IMPLS
 from lcjax.ops.mask import MaskSpec
 
@@ -38,3 +40,6 @@ DECODE_IMPLS.register("pallas_triton", _decode_impl("triton"), platforms=("gpu",
                       doc="Pallas Triton split-K decode (gather-block kernel), GQA-packed")
 DECODE_IMPLS.register("pallas_tpu", _decode_impl("tpu"), platforms=("tpu",), caps=_CAPS,
                       doc="Pallas Mosaic TPU split-K decode (gather-block kernel), GQA-packed")
+DECODE_IMPLS.register("pallas_mosaic_gpu", _decode_impl("mosaic_gpu"), platforms=("gpu",),
+                      caps=dict(_CAPS, supported=hopper_available),
+                      doc="Pallas Mosaic GPU split-K decode (Hopper: TMA block gathers, wgmma), f16/bf16")

@@ -2,7 +2,7 @@
 
 The kernel behind LongGen's sparse patterns, Squeezed Attention, Quest / RetroLM page retrieval and LongHeads chunk
 selection; split-K decode and paged decode (`pallas_kernels.decode_attention`) are the same kernel with dense and
-page-table index lists. Targets: "triton", "tpu", "reference" (jnp gather).
+page-table index lists. Targets: "triton", "tpu", "mosaic_gpu" (Hopper, TMA gathers), "reference" (jnp gather).
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import math
 import jax.numpy as jnp
 
 from pallas_kernels import tuning
-from pallas_kernels.block_sparse import gpu_triton, tpu
+from pallas_kernels.block_sparse import gpu_mosaic, gpu_triton, tpu
 from pallas_kernels.block_sparse.gather import GatherConfig
 from pallas_kernels.block_sparse.reference import block_sparse_reference, gathered_reference
 from pallas_kernels.tile_math import merge_partials, next_power_of_2, round_up
 
-TARGETS = {"triton": gpu_triton.gather_attention, "tpu": tpu.gather_attention}
+TARGETS = {"triton": gpu_triton.gather_attention, "tpu": tpu.gather_attention,
+           "mosaic_gpu": gpu_mosaic.gather_attention}
 
 
 def pack_rows(q, q_pos, kv_heads: int, rows: int):
@@ -52,7 +53,7 @@ def gather_blocks(q, q_pos, k_blocks, v_blocks, indices, starts, counts, kv_len,
   b, t, n, h = q.shape
   kv_heads = k_blocks.shape[1]
   rows = (n // kv_heads) * t
-  rows = max(16, next_power_of_2(rows)) if target == "triton" else rows
+  rows = {"triton": max(16, next_power_of_2(rows)), "mosaic_gpu": gpu_mosaic.ROWS_PER_CTA}.get(target, rows)
   splits = num_splits or tuning.block_sizes("gather_blocks", target)["num_splits"]
   cfg = GatherConfig(bool(causal), window, int(sink), 1.0 / math.sqrt(h) if scale is None else float(scale),
                      None if softcap is None else float(softcap), max(1, min(int(splits), indices.shape[2])),

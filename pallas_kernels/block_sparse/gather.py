@@ -37,6 +37,11 @@ class GatherConfig:
   num_splits: int
   interpret: bool = False
 
+  @property
+  def mask(self) -> dict:
+    """Keyword arguments of `tile_visible`."""
+    return dict(causal=self.causal, window=self.window, sink=self.sink)
+
 
 def block_step(q, q_pos, k, v, start, kv_len, cfg: GatherConfig, carry):
   """Online-softmax update of rows q against one gathered key block.

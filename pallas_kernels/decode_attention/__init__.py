@@ -14,6 +14,11 @@ import jax.numpy as jnp
 
 from pallas_kernels.block_sparse import as_blocks, default_q_positions, gather_blocks, pack_rows, unpack_rows
 from pallas_kernels.decode_attention.reference import paged_reference
+from pallas_kernels.tile_math import next_power_of_2, round_up
+
+
+# Smallest block covering S that each target can tile: Triton powers of two, TPU sublanes of 8, wgmma 64 columns.
+_BLOCK_ROUNDING = {"triton": next_power_of_2, "tpu": lambda s: round_up(s, 8), "mosaic_gpu": lambda s: round_up(s, 64)}
 
 
 def decode_attention(q, k, v, *, target: str, q_positions=None, kv_lengths=None, causal: bool = True,
@@ -22,16 +27,16 @@ def decode_attention(q, k, v, *, target: str, q_positions=None, kv_lengths=None,
   """Split-K decode over a dense heads-major cache.
 
   Args:
-    q: [B, T, N, H].  k, v: [B, K, S, H].  target: "triton" or "tpu".
+    q: [B, T, N, H].  k, v: [B, K, S, H].  target: "triton", "tpu" or "mosaic_gpu" (f16/bf16, G * T <= 64).
     q_positions: [B, T] absolute positions (default: the last T of the valid keys).  kv_lengths: [B] (default S).
-    causal, window, sink: mask pattern.  block_size: keys per block (clipped to S; TPU wants a multiple of 8).
+    causal, window, sink: mask pattern.  block_size: keys per block (clipped to the padded S).
     num_splits: split-K parts.  interpret: run in the Pallas interpreter.
   Returns:
     [B, T, N, H] in q's dtype.
   """
   b, t = q.shape[:2]
   s = k.shape[2]
-  c = min(block_size, s if target != "tpu" else -(-s // 8) * 8)
+  c = min(block_size, _BLOCK_ROUNDING.get(target, lambda s: s)(s))
   kv_len = jnp.full((b,), s, jnp.int32) if kv_lengths is None else jnp.asarray(kv_lengths, jnp.int32)
   q_pos = default_q_positions(b, t, kv_len) if q_positions is None else q_positions.astype(jnp.int32)
   kb, vb = as_blocks(k, c), as_blocks(v, c)
@@ -49,8 +54,8 @@ def paged_decode_attention(q, k_pages, v_pages, page_table, lengths, *, target: 
 
   Args:
     q: [B, T, N, H].  k_pages, v_pages: [K, P, C, H] (TPU: C % 8 == 0).  page_table: [B, M] int32 physical page
-      of each logical page.  lengths: [B] tokens in each sequence (<= M * C).  target: "triton", "tpu" or
-      "reference".  q_positions: [B, T] (default: the last T tokens).  Other arguments as `decode_attention`.
+      of each logical page.  lengths: [B] tokens in each sequence (<= M * C).  target: "triton", "tpu",
+      "mosaic_gpu" (C % 64 == 0) or "reference".  q_positions: [B, T] (default: the last T tokens).  Other arguments as `decode_attention`.
   Returns:
     [B, T, N, H] in q's dtype.
   """

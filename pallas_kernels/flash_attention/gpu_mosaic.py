@@ -20,66 +20,24 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
 from pallas_kernels.flash_attention.layout import FlashConfig, fold_groups, row_delta
-from pallas_kernels.tile_math import F32, MASK_VALUE, score_grads, tile_visible
-
-_ROWS = plgpu.Layout.WGMMA.reduce(1)  # a value per row of a [bq, bk] WGMMA tile
-_COLS = plgpu.Layout.WGMMA.reduce(0)  # a value per column
-
-
-def _transforms(dtype, minor: int):
-  swizzle = plgpu.find_swizzle(minor * jnp.dtype(dtype).itemsize * 8)
-  return (plgpu.TilingTransform((8, swizzle // jnp.dtype(dtype).itemsize)), plgpu.SwizzleTransform(swizzle))
-
-
-def _full(x, shape, dim):
-  return lax.broadcast_in_dim(x, shape, [dim])
-
-
-def _mm(a_smem, b_smem, shape):
-  """a @ b on the tensor cores (wgmma, operands in SMEM; b may be a transposed view) -> fp32 [M, N] registers."""
-
-  def body(acc_ref):
-    plgpu.wgmma(acc_ref, a_smem, b_smem)
-    return acc_ref[...]
-
-  return pl.run_scoped(body, plgpu.ACC(shape, F32))
-
-
-def _stage(smem, x):
-  """Registers -> SMEM operand for the next wgmma (with the fence the async proxy needs)."""
-  smem[...] = x.astype(smem.dtype)
-  plgpu.commit_smem()
-
-
-def _scores(raw, cfg: FlashConfig):
-  """Scaled, soft-capped scores and tanh of the cap (None without cap)."""
-  s = raw * cfg.scale
-  if cfg.softcap is None:
-    return s, None
-  tanh = jnp.tanh(s / cfg.softcap)
-  return cfg.softcap * tanh, tanh
-
-
-def _visible(q_pos, q_seg, kv_pos, kv_seg, shape, q_dim: int, cfg: FlashConfig):
-  """Tile visibility with queries along dimension `q_dim` of `shape` (0: rows, 1: columns)."""
-  kv_dim = 1 - q_dim
-  return tile_visible(_full(q_pos, shape, q_dim), _full(q_seg, shape, q_dim), _full(kv_pos, shape, kv_dim),
-                      _full(kv_seg, shape, kv_dim), **cfg.mask)
+from pallas_kernels.mosaic_gpu_math import (COLS, ROWS, full, load_tiles, mm, scores, smem_transforms, stage,
+                                            store_tiles, visible)
+from pallas_kernels.tile_math import F32, MASK_VALUE, score_grads
 
 
 def _kv_step(q_smem, p_smem, q_pos, q_seg, cfg: FlashConfig, _, k_smem, v_smem, kp_smem, ks_smem, carry):
   """One pipelined key tile: S = Q K^T (wgmma), masked online softmax, O = c O + P V (P staged in SMEM)."""
   acc, m, l = carry
   bq, bk = q_smem.shape[0], k_smem.shape[0]
-  s, _ = _scores(_mm(q_smem, k_smem.T, (bq, bk)), cfg)
-  ok = _visible(q_pos, q_seg, plgpu.load(kp_smem, layout=_COLS), plgpu.load(ks_smem, layout=_COLS), s.shape, 0, cfg)
+  s, _ = scores(mm(q_smem, k_smem.T, (bq, bk)), cfg)
+  ok = visible(q_pos, q_seg, plgpu.load(kp_smem, layout=COLS), plgpu.load(ks_smem, layout=COLS), s.shape, 0, cfg)
   s = jnp.where(ok, s, MASK_VALUE)
   m_new = jnp.maximum(m, s.max(axis=1))
   corr = jnp.exp(m - m_new)
-  p = jnp.where(ok, jnp.exp(s - _full(m_new, s.shape, 0)), 0.0)
+  p = jnp.where(ok, jnp.exp(s - full(m_new, s.shape, 0)), 0.0)
   l = l * corr + p.sum(axis=1)
-  _stage(p_smem, p)
-  return acc * _full(corr, acc.shape, 0) + _mm(p_smem, v_smem, acc.shape), m_new, l
+  stage(p_smem, p)
+  return acc * full(corr, acc.shape, 0) + mm(p_smem, v_smem, acc.shape), m_new, l
 
 
 def _kernel(q_ref, k_ref, v_ref, qp_ref, qs_ref, kp_ref, ks_ref, o_ref, lse_ref, q_smem, p_smem, lse_smem, barrier, *,
@@ -90,18 +48,18 @@ def _kernel(q_ref, k_ref, v_ref, qp_ref, qs_ref, kp_ref, ks_ref, o_ref, lse_ref,
   kv_head = lax.div(n, jnp.array(groups, n.dtype))
   rows = pl.ds(i * bq, bq)
   plgpu.copy_gmem_to_smem(q_ref.at[b, n, rows], q_smem, barrier)
-  q_pos, q_seg = plgpu.load(qp_ref.at[b, rows], layout=_ROWS), plgpu.load(qs_ref.at[b, rows], layout=_ROWS)
+  q_pos, q_seg = plgpu.load(qp_ref.at[b, rows], layout=ROWS), plgpu.load(qs_ref.at[b, rows], layout=ROWS)
   plgpu.barrier_wait(barrier)
   init = (plgpu.layout_cast(jnp.zeros((bq, h), F32), plgpu.Layout.WGMMA),
-          plgpu.layout_cast(jnp.full((bq,), MASK_VALUE, F32), _ROWS),
-          plgpu.layout_cast(jnp.zeros((bq,), F32), _ROWS))
+          plgpu.layout_cast(jnp.full((bq,), MASK_VALUE, F32), ROWS),
+          plgpu.layout_cast(jnp.zeros((bq,), F32), ROWS))
   pipeline = plgpu.emit_pipeline(
       functools.partial(_kv_step, q_smem, p_smem, q_pos, q_seg, cfg), grid=(k_ref.shape[2] // bk,),
       in_specs=[_tile(bk, h, q_ref.dtype)] * 2 + [_tokens(bk)] * 2, max_concurrent_steps=2, init_carry=init)
   acc, m, l = pipeline(k_ref.at[b, kv_head], v_ref.at[b, kv_head], kp_ref.at[b], ks_ref.at[b])
   has = l > 0
   safe = jnp.where(has, l, 1.0)
-  q_smem[...] = (acc / _full(safe, acc.shape, 0)).astype(q_smem.dtype)  # the output reuses Q's buffer
+  q_smem[...] = (acc / full(safe, acc.shape, 0)).astype(q_smem.dtype)  # the output reuses Q's buffer
   lse_smem[...] = jnp.where(has, m + jnp.log(safe), -jnp.inf)
   plgpu.commit_smem()
   plgpu.copy_smem_to_gmem(q_smem, o_ref.at[b, n, rows])
@@ -124,8 +82,8 @@ def flash_forward(q, k, v, q_pos, q_seg, kv_pos, kv_seg, *, cfg: FlashConfig):
   kernel = plgpu.kernel(
       functools.partial(_kernel, cfg=cfg, groups=n // k.shape[1]),
       out_type=(jax.ShapeDtypeStruct(q.shape, q.dtype), jax.ShapeDtypeStruct((b, n, tp), F32)),
-      scratch_types=(plgpu.SMEM((cfg.block_q, h), q.dtype, transforms=_transforms(q.dtype, h)),
-                     plgpu.SMEM((cfg.block_q, cfg.block_k), q.dtype, transforms=_transforms(q.dtype, cfg.block_k)),
+      scratch_types=(plgpu.SMEM((cfg.block_q, h), q.dtype, transforms=smem_transforms(q.dtype, h)),
+                     plgpu.SMEM((cfg.block_q, cfg.block_k), q.dtype, transforms=smem_transforms(q.dtype, cfg.block_k)),
                      plgpu.SMEM((cfg.block_q,), F32), plgpu.Barrier(num_barriers=1)),
       grid=(n, tp // cfg.block_q, b), grid_names=("heads", "q_seq", "batch"),
       compiler_params=plgpu.CompilerParams(approx_math=False),
@@ -137,12 +95,12 @@ def _dq_step(q_smem, do_smem, ds_smem, rows, cfg: FlashConfig, _, k_smem, v_smem
   """dQ += dS K for one key tile; S = Q K^T and dP = dO V^T on the tensor cores."""
   q_pos, q_seg, lse, delta = rows
   shape = (q_smem.shape[0], k_smem.shape[0])
-  s, tanh = _scores(_mm(q_smem, k_smem.T, shape), cfg)
-  ok = _visible(q_pos, q_seg, plgpu.load(kp_smem, layout=_COLS), plgpu.load(ks_smem, layout=_COLS), shape, 0, cfg)
-  _, ds = score_grads(s, tanh, _mm(do_smem, v_smem.T, shape), _full(lse, shape, 0), _full(delta, shape, 0), ok,
+  s, tanh = scores(mm(q_smem, k_smem.T, shape), cfg)
+  ok = visible(q_pos, q_seg, plgpu.load(kp_smem, layout=COLS), plgpu.load(ks_smem, layout=COLS), shape, 0, cfg)
+  _, ds = score_grads(s, tanh, mm(do_smem, v_smem.T, shape), full(lse, shape, 0), full(delta, shape, 0), ok,
                       scale=cfg.scale)
-  _stage(ds_smem, ds)
-  return dq + _mm(ds_smem, k_smem, dq.shape)
+  stage(ds_smem, ds)
+  return dq + mm(ds_smem, k_smem, dq.shape)
 
 
 def _dkv_step(k_smem, v_smem, t_smems, kv_rows, cfg: FlashConfig, _, q_smem, do_smem, lse_smem, delta_smem, qp_smem,
@@ -151,29 +109,14 @@ def _dkv_step(k_smem, v_smem, t_smems, kv_rows, cfg: FlashConfig, _, q_smem, do_
   dk, dv = carry
   p_smem, ds_smem = t_smems
   shape = (k_smem.shape[0], q_smem.shape[0])
-  s_t, tanh = _scores(_mm(k_smem, q_smem.T, shape), cfg)
-  cols = [plgpu.load(x, layout=_COLS) for x in (qp_smem, qs_smem, lse_smem, delta_smem)]
-  ok = _visible(cols[0], cols[1], kv_rows[0], kv_rows[1], shape, 1, cfg)
-  p_t, ds_t = score_grads(s_t, tanh, _mm(v_smem, do_smem.T, shape), _full(cols[2], shape, 1),
-                          _full(cols[3], shape, 1), ok, scale=cfg.scale)
-  _stage(p_smem, p_t)
-  _stage(ds_smem, ds_t)
-  return dk + _mm(ds_smem, q_smem, dk.shape), dv + _mm(p_smem, do_smem, dv.shape)
-
-
-def _load_tiles(pairs, barrier):
-  """TMA-copies (gmem, smem) pairs, one barrier slot each, and waits for all."""
-  for slot, (src, dst) in enumerate(pairs):
-    plgpu.copy_gmem_to_smem(src, dst, barrier.at[slot])
-  for slot in range(len(pairs)):
-    plgpu.barrier_wait(barrier.at[slot])
-
-
-def _store_tiles(pairs):
-  plgpu.commit_smem()
-  for src, dst in pairs:
-    plgpu.copy_smem_to_gmem(src, dst)
-  plgpu.wait_smem_to_gmem(0)
+  s_t, tanh = scores(mm(k_smem, q_smem.T, shape), cfg)
+  cols = [plgpu.load(x, layout=COLS) for x in (qp_smem, qs_smem, lse_smem, delta_smem)]
+  ok = visible(cols[0], cols[1], kv_rows[0], kv_rows[1], shape, 1, cfg)
+  p_t, ds_t = score_grads(s_t, tanh, mm(v_smem, do_smem.T, shape), full(cols[2], shape, 1),
+                          full(cols[3], shape, 1), ok, scale=cfg.scale)
+  stage(p_smem, p_t)
+  stage(ds_smem, ds_t)
+  return dk + mm(ds_smem, q_smem, dk.shape), dv + mm(p_smem, do_smem, dv.shape)
 
 
 def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qp_ref, qs_ref, kp_ref, ks_ref, dq_ref, q_smem,
@@ -182,16 +125,16 @@ def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qp_ref, qs_ref, 
   bq, h = q_smem.shape
   rows = pl.ds(i * bq, bq)
   kv_head = lax.div(n, jnp.array(groups, n.dtype))
-  _load_tiles([(q_ref.at[b, n, rows], q_smem), (do_ref.at[b, n, rows], do_smem)], barrier)
-  stats = tuple(plgpu.load(r.at[b, rows], layout=_ROWS) for r in (qp_ref, qs_ref)) + tuple(
-      plgpu.load(r.at[b, n, rows], layout=_ROWS) for r in (lse_ref, delta_ref))
+  load_tiles([(q_ref.at[b, n, rows], q_smem), (do_ref.at[b, n, rows], do_smem)], barrier)
+  stats = tuple(plgpu.load(r.at[b, rows], layout=ROWS) for r in (qp_ref, qs_ref)) + tuple(
+      plgpu.load(r.at[b, n, rows], layout=ROWS) for r in (lse_ref, delta_ref))
   pipeline = plgpu.emit_pipeline(
       functools.partial(_dq_step, q_smem, do_smem, ds_smem, stats, cfg), grid=(k_ref.shape[2] // cfg.block_k,),
       in_specs=[_tile(cfg.block_k, h, q_ref.dtype)] * 2 + [_tokens(cfg.block_k)] * 2, max_concurrent_steps=2,
       init_carry=plgpu.layout_cast(jnp.zeros((bq, h), F32), plgpu.Layout.WGMMA))
   dq = pipeline(k_ref.at[b, kv_head], v_ref.at[b, kv_head], kp_ref.at[b], ks_ref.at[b])
   q_smem[...] = dq.astype(q_smem.dtype)
-  _store_tiles([(q_smem, dq_ref.at[b, n, rows])])
+  store_tiles([(q_smem, dq_ref.at[b, n, rows])])
 
 
 def _dkv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qp_ref, qs_ref, kp_ref, ks_ref, dk_ref, dv_ref,
@@ -200,8 +143,8 @@ def _dkv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qp_ref, qs_ref,
   bk, h = k_smem.shape
   keys = pl.ds(j * bk, bk)
   kv_head = lax.div(n, jnp.array(groups, n.dtype))
-  _load_tiles([(k_ref.at[b, kv_head, keys], k_smem), (v_ref.at[b, kv_head, keys], v_smem)], barrier)
-  kv_rows = tuple(plgpu.load(r.at[b, keys], layout=_ROWS) for r in (kp_ref, ks_ref))
+  load_tiles([(k_ref.at[b, kv_head, keys], k_smem), (v_ref.at[b, kv_head, keys], v_smem)], barrier)
+  kv_rows = tuple(plgpu.load(r.at[b, keys], layout=ROWS) for r in (kp_ref, ks_ref))
   zeros = plgpu.layout_cast(jnp.zeros((bk, h), F32), plgpu.Layout.WGMMA)
   bq = cfg.block_q
   pipeline = plgpu.emit_pipeline(
@@ -211,11 +154,11 @@ def _dkv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qp_ref, qs_ref,
   dk, dv = pipeline(q_ref.at[b, n], do_ref.at[b, n], lse_ref.at[b, n], delta_ref.at[b, n], qp_ref.at[b],
                     qs_ref.at[b])
   k_smem[...], v_smem[...] = dk.astype(k_smem.dtype), dv.astype(v_smem.dtype)
-  _store_tiles([(k_smem, dk_ref.at[b, n, keys]), (v_smem, dv_ref.at[b, n, keys])])
+  store_tiles([(k_smem, dk_ref.at[b, n, keys]), (v_smem, dv_ref.at[b, n, keys])])
 
 
 def _tile(rows: int, h: int, dtype):
-  return plgpu.BlockSpec((rows, h), lambda j: (j, 0), transforms=_transforms(dtype, h))
+  return plgpu.BlockSpec((rows, h), lambda j: (j, 0), transforms=smem_transforms(dtype, h))
 
 
 def _tokens(rows: int):
@@ -237,7 +180,7 @@ def flash_backward(q, k, v, out, lse, d_out, q_pos, q_seg, kv_pos, kv_seg, *, cf
   groups, bq, bk = n // kv_heads, cfg.block_q, cfg.block_k
   delta = row_delta(out, d_out)
   args = (q, k, v, d_out, lse, delta, q_pos, q_seg, kv_pos, kv_seg)
-  smem = lambda rows, cols: plgpu.SMEM((rows, cols), q.dtype, transforms=_transforms(q.dtype, cols))  # noqa: E731
+  smem = lambda rows, cols: plgpu.SMEM((rows, cols), q.dtype, transforms=smem_transforms(q.dtype, cols))  # noqa: E731
   interpret = plgpu.InterpretGPUParams() if cfg.interpret else None
   dq = plgpu.kernel(
       functools.partial(_dq_kernel, cfg=cfg, groups=groups), out_type=jax.ShapeDtypeStruct(q.shape, q.dtype),
