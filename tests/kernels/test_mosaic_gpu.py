@@ -63,6 +63,7 @@ def test_mosaic_lowers_for_cuda_and_rejects_fp32():
     jax.jit(fwd).trace(q.astype(jnp.float32), kv.astype(jnp.float32), kv.astype(jnp.float32))
 
 
+@pytest.mark.slow
 def test_mosaic_gather_kernels_match_references():
   """Decode (split-K, window + sinks), paged decode (shared pool) and block-sparse on the Mosaic GPU gather kernel."""
   b, n, k, h, c = 2, 4, 2, 64, 64

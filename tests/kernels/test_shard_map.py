@@ -34,6 +34,7 @@ def _sharded(fn, mesh, specs, out):
   return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=out, check_vma=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["triton", "tpu"])
 def test_flash_in_shard_map_equals_unsharded(mesh, target):
   q, k, v = qkv(B, T, T, N, K, H, seed=4)

@@ -20,6 +20,7 @@ def _inputs(seed=0):
   return q, k, v, ids, jnp.asarray([[4, 2], [1, 3]], jnp.int32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("positions", [False, True])
 def test_reference_and_xla_agree_with_grads(positions):
   q, k, v, ids, counts = _inputs()
