@@ -1,12 +1,15 @@
-"""Flash attention forward, Mosaic GPU target (Hopper, sm_90): TMA copies into SMEM, wgmma, pipelined K/V.
+"""Flash attention, Mosaic GPU target (Hopper, sm_90): TMA copies into SMEM, wgmma, pipelined tiles; fwd + bwd.
 
-One CTA (one warpgroup, 128 threads) per (query head, query block of 64 rows, batch). The query tile is TMA-copied
-into swizzled SMEM once; `plgpu.emit_pipeline` streams key/value tiles (and their positions / segment ids) through
-`max_concurrent_steps` SMEM buffers with TMA, so the next tiles load while `wgmma` computes S = Q K^T and O += P V
-on the current ones (accumulators in registers, WGMMA layout). The mask is built from positions loaded in the
-WGMMA row/column layouts, with the same rule (`tile_visible`) as every other target. Inputs must be f16/bf16
-(wgmma operands). Every key tile is visited (no block skipping in this version); the backward pass is left to the
-caller (`lcjax.ops.attention_pallas` uses the XLA blockwise backward). An Ampere path (`plgpu.mma`) is not built.
+Forward: one CTA (one warpgroup) per (query head, 64-row query tile, batch). The query tile is TMA-copied into
+swizzled SMEM once; `plgpu.emit_pipeline` streams key/value tiles (and their positions / segment ids) through two
+SMEM buffers with TMA, so the next tiles load while `wgmma` computes S = Q K^T and O += P V on the current ones
+(accumulators in registers, WGMMA layout; P is staged in SMEM as the second wgmma's A operand). Masks come from
+positions loaded in the WGMMA row/column layouts with the rule every target shares (`tile_visible`); tiles that
+the splash-style liveness table (`layout.block_liveness`, one SMEM row per CTA) marks dead skip their compute.
+Backward (FlashAttention-2): a dQ kernel over key tiles and a dK/dV kernel per query head over query tiles (keys on
+the wgmma rows: S^T = K Q^T, dP^T = V dO^T, dV += P^T dO, dK += dS^T Q), folded over the GQA group outside.
+Inputs must be f16/bf16 (wgmma operands), H a multiple of 64. No producer/consumer warp specialisation, and no
+Ampere (`plgpu.mma`) path.
 """
 
 from __future__ import annotations
@@ -19,10 +22,25 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
-from pallas_kernels.flash_attention.layout import FlashConfig, fold_groups, row_delta
+from pallas_kernels.flash_attention.layout import FlashConfig, block_liveness, fold_groups, row_delta
 from pallas_kernels.mosaic_gpu_math import (COLS, ROWS, full, load_tiles, mm, scores, smem_transforms, stage,
                                             store_tiles, visible)
-from pallas_kernels.tile_math import F32, MASK_VALUE, score_grads
+from pallas_kernels.tile_math import F32, MASK_VALUE, round_up, score_grads
+
+
+def _live_only(step, live_smem):
+  """A pipeline body that skips the compute of dead tiles (splash-style block liveness read from SMEM)."""
+
+  def body(indices, *refs_and_carry):
+    *refs, carry = refs_and_carry
+    return lax.cond(live_smem[indices[0]] != 0, lambda c: step(indices, *refs, c), lambda c: c, carry)
+
+  return body
+
+
+def _live_rows(live):
+  """[B, X, n] liveness -> int32 rows padded to a multiple of 4 entries (16-byte TMA rows)."""
+  return jnp.pad(live, ((0, 0), (0, 0), (0, round_up(live.shape[2], 4) - live.shape[2])))
 
 
 def _kv_step(q_smem, p_smem, q_pos, q_seg, cfg: FlashConfig, _, k_smem, v_smem, kp_smem, ks_smem, carry):
@@ -40,21 +58,21 @@ def _kv_step(q_smem, p_smem, q_pos, q_seg, cfg: FlashConfig, _, k_smem, v_smem, 
   return acc * full(corr, acc.shape, 0) + mm(p_smem, v_smem, acc.shape), m_new, l
 
 
-def _kernel(q_ref, k_ref, v_ref, qp_ref, qs_ref, kp_ref, ks_ref, o_ref, lse_ref, q_smem, p_smem, lse_smem, barrier, *,
-            cfg: FlashConfig, groups: int):
+def _kernel(q_ref, k_ref, v_ref, qp_ref, qs_ref, kp_ref, ks_ref, live_ref, o_ref, lse_ref, q_smem, p_smem, lse_smem,
+            live_smem, barrier, *, cfg: FlashConfig, groups: int):
   b, n, i = lax.axis_index("batch"), lax.axis_index("heads"), lax.axis_index("q_seq")
   bq, h = q_smem.shape
   bk = cfg.block_k
   kv_head = lax.div(n, jnp.array(groups, n.dtype))
   rows = pl.ds(i * bq, bq)
-  plgpu.copy_gmem_to_smem(q_ref.at[b, n, rows], q_smem, barrier)
+  load_tiles([(q_ref.at[b, n, rows], q_smem), (live_ref.at[b, i], live_smem)], barrier)
   q_pos, q_seg = plgpu.load(qp_ref.at[b, rows], layout=ROWS), plgpu.load(qs_ref.at[b, rows], layout=ROWS)
-  plgpu.barrier_wait(barrier)
   init = (plgpu.layout_cast(jnp.zeros((bq, h), F32), plgpu.Layout.WGMMA),
           plgpu.layout_cast(jnp.full((bq,), MASK_VALUE, F32), ROWS),
           plgpu.layout_cast(jnp.zeros((bq,), F32), ROWS))
   pipeline = plgpu.emit_pipeline(
-      functools.partial(_kv_step, q_smem, p_smem, q_pos, q_seg, cfg), grid=(k_ref.shape[2] // bk,),
+      _live_only(functools.partial(_kv_step, q_smem, p_smem, q_pos, q_seg, cfg), live_smem),
+      grid=(k_ref.shape[2] // bk,),
       in_specs=[_tile(bk, h, q_ref.dtype)] * 2 + [_tokens(bk)] * 2, max_concurrent_steps=2, init_carry=init)
   acc, m, l = pipeline(k_ref.at[b, kv_head], v_ref.at[b, kv_head], kp_ref.at[b], ks_ref.at[b])
   has = l > 0
@@ -79,16 +97,18 @@ def flash_forward(q, k, v, q_pos, q_seg, kv_pos, kv_seg, *, cfg: FlashConfig):
   b, n, tp, h = q.shape
   if jnp.dtype(q.dtype) not in (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16)) or h % 64:
     raise ValueError(f"mosaic_gpu flash attention takes f16/bf16 with H a multiple of 64; got {q.dtype}, H={h}")
+  live = _live_rows(block_liveness(q_pos, q_seg, kv_pos, kv_seg, cfg))  # [B, nq, nk]
   kernel = plgpu.kernel(
       functools.partial(_kernel, cfg=cfg, groups=n // k.shape[1]),
       out_type=(jax.ShapeDtypeStruct(q.shape, q.dtype), jax.ShapeDtypeStruct((b, n, tp), F32)),
       scratch_types=(plgpu.SMEM((cfg.block_q, h), q.dtype, transforms=smem_transforms(q.dtype, h)),
                      plgpu.SMEM((cfg.block_q, cfg.block_k), q.dtype, transforms=smem_transforms(q.dtype, cfg.block_k)),
-                     plgpu.SMEM((cfg.block_q,), F32), plgpu.Barrier(num_barriers=1)),
+                     plgpu.SMEM((cfg.block_q,), F32), plgpu.SMEM((live.shape[2],), jnp.int32),
+                     plgpu.Barrier(num_barriers=2)),
       grid=(n, tp // cfg.block_q, b), grid_names=("heads", "q_seq", "batch"),
       compiler_params=plgpu.CompilerParams(approx_math=False),
       interpret=plgpu.InterpretGPUParams() if cfg.interpret else None)
-  return kernel(q, k, v, q_pos, q_seg, kv_pos, kv_seg)
+  return kernel(q, k, v, q_pos, q_seg, kv_pos, kv_seg, live)
 
 
 def _dq_step(q_smem, do_smem, ds_smem, rows, cfg: FlashConfig, _, k_smem, v_smem, kp_smem, ks_smem, dq):
@@ -119,17 +139,19 @@ def _dkv_step(k_smem, v_smem, t_smems, kv_rows, cfg: FlashConfig, _, q_smem, do_
   return dk + mm(ds_smem, q_smem, dk.shape), dv + mm(p_smem, do_smem, dv.shape)
 
 
-def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qp_ref, qs_ref, kp_ref, ks_ref, dq_ref, q_smem,
-               do_smem, ds_smem, barrier, *, cfg: FlashConfig, groups: int):
+def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qp_ref, qs_ref, kp_ref, ks_ref, live_ref, _, dq_ref,
+               q_smem, do_smem, ds_smem, live_smem, barrier, *, cfg: FlashConfig, groups: int):
   b, n, i = lax.axis_index("batch"), lax.axis_index("heads"), lax.axis_index("q_seq")
   bq, h = q_smem.shape
   rows = pl.ds(i * bq, bq)
   kv_head = lax.div(n, jnp.array(groups, n.dtype))
-  load_tiles([(q_ref.at[b, n, rows], q_smem), (do_ref.at[b, n, rows], do_smem)], barrier)
+  load_tiles([(q_ref.at[b, n, rows], q_smem), (do_ref.at[b, n, rows], do_smem), (live_ref.at[b, i], live_smem)],
+             barrier)
   stats = tuple(plgpu.load(r.at[b, rows], layout=ROWS) for r in (qp_ref, qs_ref)) + tuple(
       plgpu.load(r.at[b, n, rows], layout=ROWS) for r in (lse_ref, delta_ref))
   pipeline = plgpu.emit_pipeline(
-      functools.partial(_dq_step, q_smem, do_smem, ds_smem, stats, cfg), grid=(k_ref.shape[2] // cfg.block_k,),
+      _live_only(functools.partial(_dq_step, q_smem, do_smem, ds_smem, stats, cfg), live_smem),
+      grid=(k_ref.shape[2] // cfg.block_k,),
       in_specs=[_tile(cfg.block_k, h, q_ref.dtype)] * 2 + [_tokens(cfg.block_k)] * 2, max_concurrent_steps=2,
       init_carry=plgpu.layout_cast(jnp.zeros((bq, h), F32), plgpu.Layout.WGMMA))
   dq = pipeline(k_ref.at[b, kv_head], v_ref.at[b, kv_head], kp_ref.at[b], ks_ref.at[b])
@@ -137,18 +159,19 @@ def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qp_ref, qs_ref, 
   store_tiles([(q_smem, dq_ref.at[b, n, rows])])
 
 
-def _dkv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qp_ref, qs_ref, kp_ref, ks_ref, dk_ref, dv_ref,
-                k_smem, v_smem, p_smem, ds_smem, barrier, *, cfg: FlashConfig, groups: int):
+def _dkv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qp_ref, qs_ref, kp_ref, ks_ref, _, live_ref, dk_ref,
+                dv_ref, k_smem, v_smem, p_smem, ds_smem, live_smem, barrier, *, cfg: FlashConfig, groups: int):
   b, n, j = lax.axis_index("batch"), lax.axis_index("heads"), lax.axis_index("kv_seq")
   bk, h = k_smem.shape
   keys = pl.ds(j * bk, bk)
   kv_head = lax.div(n, jnp.array(groups, n.dtype))
-  load_tiles([(k_ref.at[b, kv_head, keys], k_smem), (v_ref.at[b, kv_head, keys], v_smem)], barrier)
+  load_tiles([(k_ref.at[b, kv_head, keys], k_smem), (v_ref.at[b, kv_head, keys], v_smem),
+              (live_ref.at[b, j], live_smem)], barrier)
   kv_rows = tuple(plgpu.load(r.at[b, keys], layout=ROWS) for r in (kp_ref, ks_ref))
   zeros = plgpu.layout_cast(jnp.zeros((bk, h), F32), plgpu.Layout.WGMMA)
   bq = cfg.block_q
   pipeline = plgpu.emit_pipeline(
-      functools.partial(_dkv_step, k_smem, v_smem, (p_smem, ds_smem), kv_rows, cfg),
+      _live_only(functools.partial(_dkv_step, k_smem, v_smem, (p_smem, ds_smem), kv_rows, cfg), live_smem),
       grid=(q_ref.shape[2] // bq,), max_concurrent_steps=2, init_carry=(zeros, zeros),
       in_specs=[_tile(bq, h, q_ref.dtype)] * 2 + [_tokens(bq)] * 4)
   dk, dv = pipeline(q_ref.at[b, n], do_ref.at[b, n], lse_ref.at[b, n], delta_ref.at[b, n], qp_ref.at[b],
@@ -179,16 +202,20 @@ def flash_backward(q, k, v, out, lse, d_out, q_pos, q_seg, kv_pos, kv_seg, *, cf
   kv_heads, sp = k.shape[1], k.shape[2]
   groups, bq, bk = n // kv_heads, cfg.block_q, cfg.block_k
   delta = row_delta(out, d_out)
-  args = (q, k, v, d_out, lse, delta, q_pos, q_seg, kv_pos, kv_seg)
+  live = block_liveness(q_pos, q_seg, kv_pos, kv_seg, cfg)  # [B, nq, nk]
+  args = (q, k, v, d_out, lse, delta, q_pos, q_seg, kv_pos, kv_seg, _live_rows(live),
+          _live_rows(jnp.swapaxes(live, 1, 2)))
   smem = lambda rows, cols: plgpu.SMEM((rows, cols), q.dtype, transforms=smem_transforms(q.dtype, cols))  # noqa: E731
   interpret = plgpu.InterpretGPUParams() if cfg.interpret else None
   dq = plgpu.kernel(
       functools.partial(_dq_kernel, cfg=cfg, groups=groups), out_type=jax.ShapeDtypeStruct(q.shape, q.dtype),
-      scratch_types=(smem(bq, h), smem(bq, h), smem(bq, bk), plgpu.Barrier(num_barriers=2)),
+      scratch_types=(smem(bq, h), smem(bq, h), smem(bq, bk), plgpu.SMEM((args[10].shape[2],), jnp.int32),
+                     plgpu.Barrier(num_barriers=3)),
       grid=(n, tp // bq, b), grid_names=("heads", "q_seq", "batch"), interpret=interpret)(*args)
   per_head = jax.ShapeDtypeStruct((b, n, sp, h), k.dtype)
   dk, dv = plgpu.kernel(
       functools.partial(_dkv_kernel, cfg=cfg, groups=groups), out_type=(per_head, per_head),
-      scratch_types=(smem(bk, h), smem(bk, h), smem(bk, bq), smem(bk, bq), plgpu.Barrier(num_barriers=2)),
+      scratch_types=(smem(bk, h), smem(bk, h), smem(bk, bq), smem(bk, bq), plgpu.SMEM((args[11].shape[2],), jnp.int32),
+                     plgpu.Barrier(num_barriers=3)),
       grid=(n, sp // bk, b), grid_names=("heads", "kv_seq", "batch"), interpret=interpret)(*args)
   return dq, fold_groups(dk.astype(F32), kv_heads, k.dtype), fold_groups(dv.astype(F32), kv_heads, v.dtype)
