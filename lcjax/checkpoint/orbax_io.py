@@ -12,7 +12,7 @@ from lcjax.errors import CheckpointError
 
 def _key(path) -> str:
   """A tree path as 'a.0.b', the same for int and str keys (orbax metadata stores list indices as strings)."""
-  return ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+  return ".".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
 
 
 def check_saved_shapes(saved, target, where: str) -> None:

@@ -48,13 +48,16 @@ class KVVocab:
     return self.values[1], self.size
 
 
-def kv_retrieval(seed: int, length: int, vocab_size: int, num_pairs: int = 4, num_queries: int | None = None) -> dict:
+def kv_retrieval(seed: int, length: int, vocab_size: int, num_pairs: int = 4, num_queries: int | None = None,
+                 num_keys: int = 0) -> dict:
   """One key-value retrieval sample.
 
   Args:
     seed: the sample's seed (the sample is a pure function of the arguments).
     length: T, total tokens.  vocab_size: V.  num_pairs: key-value pairs hidden in the context.
     num_queries: queries at the end (default num_pairs; each asks a different pair).
+    num_keys: keys are drawn from the first num_keys ids of the key range (0 = the whole range); num_keys =
+      num_pairs makes every sample use the same marker keys in a random order (a multi-passkey task).
   Returns:
     {"tokens": [T] int32, "loss_mask": [T] float32 (1 at answer tokens: predict tokens[i] from tokens[:i]),
      "answer_positions": [num_queries] int32 indices of the answers in tokens, "answers": [num_queries] int32}.
@@ -64,6 +67,7 @@ def kv_retrieval(seed: int, length: int, vocab_size: int, num_pairs: int = 4, nu
   vocab = KVVocab(vocab_size)
   num_queries = num_pairs if num_queries is None else num_queries
   k0, k1 = vocab.keys
+  k1 = k0 + num_keys if 0 < num_keys <= k1 - k0 else k1
   if num_pairs > k1 - k0 or num_queries > num_pairs or num_queries < 1:
     raise ConfigError(f"kv retrieval: num_pairs={num_pairs} must be <= {k1 - k0} keys and num_queries="
                       f"{num_queries} in [1, num_pairs]")
@@ -94,14 +98,15 @@ class SyntheticSource:
   """A grain random-access source of `kv_retrieval` samples: record i uses seed `seed * 1_000_003 + i`.
 
   Args:
-    length, vocab_size, num_pairs, num_queries: as `kv_retrieval`.  num_records: len().  seed: source seed.
+    length, vocab_size, num_pairs, num_queries, num_keys: as `kv_retrieval`.  num_records: len().  seed: source seed.
   """
 
   def __init__(self, length: int, vocab_size: int, num_pairs: int = 4, num_queries: int | None = None,
-               num_records: int = 1 << 20, seed: int = 0):
+               num_keys: int = 0, num_records: int = 1 << 20, seed: int = 0):
     if num_records < 1:
       raise ConfigError(f"SyntheticSource needs num_records >= 1, got {num_records}")
-    self.kwargs = dict(length=length, vocab_size=vocab_size, num_pairs=num_pairs, num_queries=num_queries)
+    self.kwargs = dict(length=length, vocab_size=vocab_size, num_pairs=num_pairs, num_queries=num_queries,
+                       num_keys=num_keys)
     self.num_records, self.seed = num_records, seed
     kv_retrieval(0, **self.kwargs)  # validate once
 

@@ -54,10 +54,12 @@ class Checkpointer:
     import orbax.checkpoint as ocp
 
     where = os.path.join(self.directory, str(step))
-    meta = self.manager.item_metadata(step)
-    saved = meta["state"] if meta is not None and "state" in meta else None
-    if saved is not None:
-      check_saved_shapes(saved, abstract_state, where)
+    try:
+      with ocp.StandardCheckpointer() as reader:
+        saved = reader.metadata(os.path.join(where, "state"))
+    except Exception as e:  # noqa: BLE001
+      raise CheckpointError(f"{where}: cannot read the checkpoint's metadata ({type(e).__name__}: {e})") from None
+    check_saved_shapes(getattr(saved, "item_metadata", saved), abstract_state, where)
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
                           abstract_state)
     try:

@@ -44,13 +44,14 @@ class CheckpointConfig:
 class StageConfig:
   """A stage of the length schedule: from step `start` on, rows of `seq_len` (0 = data.seq_len), batch_size
   (0 = data.batch_size), RoPE `rope` (None = the model's) and `data` fields overriding the base data config
-  (e.g. another mixture or an SFT source)."""
+  (e.g. another mixture or an SFT source); lr_scale multiplies the schedule's learning rate in this stage."""
 
   start: int = 0
   seq_len: int = 0
   batch_size: int = 0
   rope: RopeConfig | None = None
   data: dict = dataclasses.field(default_factory=dict)
+  lr_scale: float = 1.0
 
   def __post_init__(self):
     if self.rope is not None:

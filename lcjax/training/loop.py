@@ -80,7 +80,8 @@ def _stage_step(cfg: TrainConfig, stage: _Stage, batch: dict, mesh, rules, optim
   graphdef, _ = abstract_model(stage.model)
   loss_fn = with_remat(llama_loss(graphdef), cfg.remat, cfg.remat_save, cfg.remat_offload)
   b_shard = _batch_shardings(batch, mesh, rules)
-  return make_step(loss_fn, optimizer, schedule, mesh, rules, shardings, b_shard, cfg.grad_accum), b_shard
+  scale = cfg.stages[stage.index].lr_scale if cfg.stages else 1.0
+  return make_step(loss_fn, optimizer, schedule, mesh, rules, shardings, b_shard, cfg.grad_accum, scale), b_shard
 
 
 def init_state(cfg: TrainConfig, mesh, rules, optimizer):
@@ -125,7 +126,8 @@ def train(cfg: TrainConfig, workdir: str) -> dict:
       if (step + 1) % cfg.log_every == 0 or step + 1 == stop:
         last = {k: float(v) for k, v in jax.device_get(metrics).items()}
         dt, t0 = time.perf_counter() - t0, time.perf_counter()
-        tps = last["tokens"] * cfg.log_every / max(dt, 1e-9) if step > start else 0.0
+        rows = np.shape(host_batch["tokens"])
+        tps = rows[0] * rows[1] * cfg.log_every / max(dt, 1e-9) if step > start else 0.0
         ftok = flops_per_token(stage.model, stage.data.seq_len, num_params)
         last.update(step=step + 1, stage=stage.index, tokens_per_s=tps, mfu=mfu(tps, ftok, peak, len(devices)))
         log.write(last)

@@ -78,15 +78,17 @@ def accumulate_grads(loss_fn: Callable, params, batch: dict, accum: int):
 
 
 def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation, schedule, mesh: Mesh, rules: str | Rules,
-              state_shardings, batch_shardings, grad_accum: int = 1) -> Callable:
+              state_shardings, batch_shardings, grad_accum: int = 1, lr_scale: float = 1.0) -> Callable:
   """The jitted `(state, batch) -> (state, metrics)` (state donated; metrics: loss, accuracy, tokens, lr,
-  grad_norm)."""
+  grad_norm). lr_scale multiplies the updates (a stage's learning-rate multiplier)."""
 
   def step(state: TrainState, batch: dict):
     loss, aux, grads = accumulate_grads(loss_fn, state.params, batch, grad_accum)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    if lr_scale != 1.0:
+      updates = jax.tree.map(lambda u: u * lr_scale, updates)
     params = optax.apply_updates(state.params, updates)
-    metrics = {**aux, "loss": loss, "lr": schedule(state.step), "grad_norm": optax.global_norm(grads)}
+    metrics = {**aux, "loss": loss, "lr": schedule(state.step) * lr_scale, "grad_norm": optax.global_norm(grads)}
     return TrainState(state.step + 1, params, opt_state), metrics
 
   return jit_sharded(step, mesh, rules, (state_shardings, batch_shardings), (state_shardings, replicated(mesh)),
