@@ -49,7 +49,7 @@ class KVVocab:
 
 
 def kv_retrieval(seed: int, length: int, vocab_size: int, num_pairs: int = 4, num_queries: int | None = None,
-                 num_keys: int = 0) -> dict:
+                 num_keys: int = 0, extra_queries: int = 0) -> dict:
   """One key-value retrieval sample.
 
   Args:
@@ -58,9 +58,12 @@ def kv_retrieval(seed: int, length: int, vocab_size: int, num_pairs: int = 4, nu
     num_queries: queries at the end (default num_pairs; each asks a different pair).
     num_keys: keys are drawn from the first num_keys ids of the key range (0 = the whole range); num_keys =
       num_pairs makes every sample use the same marker keys in a random order (a multi-passkey task).
+    extra_queries: further queries after the distinct ones, keys drawn with repetition (denser training signal;
+      their answers also appear among earlier queries, so evaluate with 0).
   Returns:
     {"tokens": [T] int32, "loss_mask": [T] float32 (1 at answer tokens: predict tokens[i] from tokens[:i]),
-     "answer_positions": [num_queries] int32 indices of the answers in tokens, "answers": [num_queries] int32}.
+     "answer_positions": [Q] int32 indices of the answers in tokens, "answers": [Q] int32}, Q = num_queries +
+    extra_queries.
   Raises:
     ConfigError: too many pairs for the key range, or a length too short for pairs and queries.
   """
@@ -71,7 +74,7 @@ def kv_retrieval(seed: int, length: int, vocab_size: int, num_pairs: int = 4, nu
   if num_pairs > k1 - k0 or num_queries > num_pairs or num_queries < 1:
     raise ConfigError(f"kv retrieval: num_pairs={num_pairs} must be <= {k1 - k0} keys and num_queries="
                       f"{num_queries} in [1, num_pairs]")
-  tail = 3 * num_queries
+  tail = 3 * (num_queries + extra_queries)
   context = length - 1 - tail
   if context < 2 * num_pairs:
     raise ConfigError(f"kv retrieval: length={length} too short for {num_pairs} pairs and {num_queries} queries "
@@ -84,10 +87,11 @@ def kv_retrieval(seed: int, length: int, vocab_size: int, num_pairs: int = 4, nu
   slots = np.sort(rng.choice(context // 2, num_pairs, replace=False)) * 2
   order = rng.permutation(num_pairs)
   body[slots], body[slots + 1] = keys[order], values[order]
-  asked = rng.choice(num_pairs, num_queries, replace=False)
-  queries = np.stack([np.full(num_queries, QUERY), keys[asked], values[asked]], axis=1).reshape(-1)
+  asked = np.concatenate([rng.choice(num_pairs, num_queries, replace=False),
+                          rng.integers(0, num_pairs, extra_queries)]).astype(np.int64)
+  queries = np.stack([np.full(len(asked), QUERY), keys[asked], values[asked]], axis=1).reshape(-1)
   tokens = np.concatenate([[BOS], body, queries]).astype(np.int32)
-  answer_positions = (1 + context + 3 * np.arange(num_queries) + 2).astype(np.int32)
+  answer_positions = (1 + context + 3 * np.arange(len(asked)) + 2).astype(np.int32)
   loss_mask = np.zeros(length, np.float32)
   loss_mask[answer_positions] = 1.0
   return {"tokens": tokens, "loss_mask": loss_mask, "answer_positions": answer_positions,
@@ -98,15 +102,15 @@ class SyntheticSource:
   """A grain random-access source of `kv_retrieval` samples: record i uses seed `seed * 1_000_003 + i`.
 
   Args:
-    length, vocab_size, num_pairs, num_queries, num_keys: as `kv_retrieval`.  num_records: len().  seed: source seed.
+    length, vocab_size, num_pairs, num_queries, num_keys, extra_queries: as `kv_retrieval`.  num_records: len().  seed: source seed.
   """
 
   def __init__(self, length: int, vocab_size: int, num_pairs: int = 4, num_queries: int | None = None,
-               num_keys: int = 0, num_records: int = 1 << 20, seed: int = 0):
+               num_keys: int = 0, extra_queries: int = 0, num_records: int = 1 << 20, seed: int = 0):
     if num_records < 1:
       raise ConfigError(f"SyntheticSource needs num_records >= 1, got {num_records}")
     self.kwargs = dict(length=length, vocab_size=vocab_size, num_pairs=num_pairs, num_queries=num_queries,
-                       num_keys=num_keys)
+                       num_keys=num_keys, extra_queries=extra_queries)
     self.num_records, self.seed = num_records, seed
     kv_retrieval(0, **self.kwargs)  # validate once
 

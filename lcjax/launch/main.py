@@ -21,11 +21,15 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, metr
 
 
 def run_experiment(config, workdir: str) -> dict:
-  """Trains the config's `train` section in `workdir`; with a `retrieval` section ({lengths, num_samples, ...}),
+  """Trains the config's `train` section in `workdir` (or runs an `eval` section); with a `retrieval` section ({lengths, num_samples, ...}),
   also measures retrieval accuracy at each length and writes workdir/retrieval.json. Returns the summary."""
   from lcjax.training.config import train_config
   from lcjax.training.loop import train
 
+  if "train" not in config and "eval" in config:  # an evaluation experiment (experiments/niah.py, ...)
+    from lcjax.eval.experiment import run_config
+
+    return run_config(config)
   cfg = train_config(config.train)
   result = train(cfg, workdir)
   summary = {k: result[k] for k in ("step", "loss", "accuracy", "resumed_from")}

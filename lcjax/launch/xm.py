@@ -67,12 +67,12 @@ def build_jobs(config: str, workdir: str) -> list[dict]:
     point_arg = ",".join(a for a in (arg, point.pop("arg", "")) if a)
     cfg = module.get_config(point_arg or None)
     overrides = _flatten("config", point)
-    for key, value in overrides:
+    for key, _ in overrides:  # every section a point overrides must exist (leaves of free-form dicts may be new)
       node = cfg
       for part in key.split(".")[1:-1]:
+        if part not in node:
+          raise ConfigError(f"sweep point {i} of {path} overrides {key}, but the config has no {part!r}")
         node = node[part]
-      if key.split(".")[-1] not in node:
-        raise ConfigError(f"sweep point {i} of {path} overrides unknown key {key}")
     unit_dir = os.path.join(workdir, str(i))
     args = [f"--config={path}:{point_arg}" if point_arg else f"--config={path}", f"--workdir={unit_dir}"]
     args += [f"--{k}={_flag_value(v)}" for k, v in overrides]
