@@ -49,7 +49,7 @@ class KVVocab:
 
 
 def kv_retrieval(seed: int, length: int, vocab_size: int, num_pairs: int = 4, num_queries: int | None = None,
-                 num_keys: int = 0, extra_queries: int = 0) -> dict:
+                 num_keys: int = 0, extra_queries: int = 0, num_values: int = 0, fused: bool = False) -> dict:
   """One key-value retrieval sample.
 
   Args:
@@ -60,6 +60,10 @@ def kv_retrieval(seed: int, length: int, vocab_size: int, num_pairs: int = 4, nu
       num_pairs makes every sample use the same marker keys in a random order (a multi-passkey task).
     extra_queries: further queries after the distinct ones, keys drawn with repetition (denser training signal;
       their answers also appear among earlier queries, so evaluate with 0).
+    num_values: values are drawn from the first num_values ids of the value range (0 = the whole range).
+    fused: write each context pair as ONE token (id = pair_base + key index * num_values + value index, placed
+      after the value range; filler follows), so retrieval is one attention hop (query key -> pair token)
+      instead of the two-hop induction circuit a "k v" bigram needs; queries stay "Q k v".
   Returns:
     {"tokens": [T] int32, "loss_mask": [T] float32 (1 at answer tokens: predict tokens[i] from tokens[:i]),
      "answer_positions": [Q] int32 indices of the answers in tokens, "answers": [Q] int32}, Q = num_queries +
@@ -79,14 +83,24 @@ def kv_retrieval(seed: int, length: int, vocab_size: int, num_pairs: int = 4, nu
   if context < 2 * num_pairs:
     raise ConfigError(f"kv retrieval: length={length} too short for {num_pairs} pairs and {num_queries} queries "
                       f"(needs >= {1 + tail + 2 * num_pairs})")
+  v0, v1 = vocab.values
+  v1 = v0 + num_values if 0 < num_values <= v1 - v0 else v1
+  filler = (v1 + (k1 - k0) * (v1 - v0), vocab.size) if fused else vocab.filler
+  if filler[1] - filler[0] < 1:
+    raise ConfigError(f"kv retrieval: vocab_size={vocab_size} leaves no filler ids for {k1 - k0} keys x "
+                      f"{v1 - v0} values fused pairs; lower num_keys / num_values")
   rng = np.random.default_rng(seed)
   keys = rng.choice(np.arange(k0, k1), num_pairs, replace=False)
-  values = rng.integers(*vocab.values, num_pairs)
-  body = rng.integers(*vocab.filler, context)
-  # Pair starts: num_pairs distinct slots of 2 tokens among context // 2 slots, so pairs never overlap.
-  slots = np.sort(rng.choice(context // 2, num_pairs, replace=False)) * 2
+  values = rng.integers(v0, v1, num_pairs)
+  body = rng.integers(*filler, context)
+  width = 1 if fused else 2  # tokens per pair in the context
+  # Pair starts: num_pairs distinct slots of `width` tokens, so pairs never overlap.
+  slots = np.sort(rng.choice(context // width, num_pairs, replace=False)) * width
   order = rng.permutation(num_pairs)
-  body[slots], body[slots + 1] = keys[order], values[order]
+  if fused:
+    body[slots] = v1 + (keys[order] - k0) * (v1 - v0) + (values[order] - v0)
+  else:
+    body[slots], body[slots + 1] = keys[order], values[order]
   asked = np.concatenate([rng.choice(num_pairs, num_queries, replace=False),
                           rng.integers(0, num_pairs, extra_queries)]).astype(np.int64)
   queries = np.stack([np.full(len(asked), QUERY), keys[asked], values[asked]], axis=1).reshape(-1)
@@ -102,15 +116,16 @@ class SyntheticSource:
   """A grain random-access source of `kv_retrieval` samples: record i uses seed `seed * 1_000_003 + i`.
 
   Args:
-    length, vocab_size, num_pairs, num_queries, num_keys, extra_queries: as `kv_retrieval`.  num_records: len().  seed: source seed.
+    length, vocab_size, num_pairs, num_queries, num_keys, extra_queries, num_values, fused: as `kv_retrieval`.  num_records: len().  seed: source seed.
   """
 
   def __init__(self, length: int, vocab_size: int, num_pairs: int = 4, num_queries: int | None = None,
-               num_keys: int = 0, extra_queries: int = 0, num_records: int = 1 << 20, seed: int = 0):
+               num_keys: int = 0, extra_queries: int = 0, num_values: int = 0, fused: bool = False,
+               num_records: int = 1 << 20, seed: int = 0):
     if num_records < 1:
       raise ConfigError(f"SyntheticSource needs num_records >= 1, got {num_records}")
     self.kwargs = dict(length=length, vocab_size=vocab_size, num_pairs=num_pairs, num_queries=num_queries,
-                       num_keys=num_keys, extra_queries=extra_queries)
+                       num_keys=num_keys, extra_queries=extra_queries, num_values=num_values, fused=fused)
     self.num_records, self.seed = num_records, seed
     kv_retrieval(0, **self.kwargs)  # validate once
 

@@ -10,34 +10,17 @@ no XManager; without it XManager (`pip install xmanager`) must be installed.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 
 from absl import app, flags
 
 from lcjax.errors import ConfigError, ImplUnavailableError
+from lcjax.launch.experiments import load_experiment
 
 _CONFIG = flags.DEFINE_string("config", None, "experiment file and argument: path.py:arg")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/lcjax_xm", "root directory; work unit i writes to <workdir>/<i>")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "print the jobs instead of launching them")
-
-
-def load_experiment(path: str):
-  """Imports an experiment file as a module (it must define get_config and sweep)."""
-  if not os.path.isfile(path):
-    raise ConfigError(f"experiment file not found: {path}")
-  root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
-  if root not in sys.path:
-    sys.path.insert(0, root)  # experiments import the configs/ package beside them
-  spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  for fn in ("get_config", "sweep"):
-    if not hasattr(module, fn):
-      raise ConfigError(f"{path} has no {fn}(); an experiment defines get_config(arg) and sweep(add, arg)")
-  return module
 
 
 def _flatten(prefix: str, value) -> list[tuple[str, object]]:

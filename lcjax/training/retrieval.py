@@ -42,3 +42,20 @@ def retrieval_accuracy(cfg: ModelConfig, params, samples: dict, batch_size: int 
     pred = predict(params, jnp.asarray(samples["tokens"][sl]), jnp.asarray(samples["answer_positions"][sl]))
     hits.append(np.asarray(pred) == samples["answers"][sl])
   return float(np.mean(np.concatenate(hits)))
+
+
+def evaluate_retrieval(cfg, params, spec: dict) -> dict:
+  """{length: accuracy} on kv_retrieval at spec["lengths"], with the RoPE of spec["rope"] ("train": the trained
+  RoPE; "linear": position interpolation by length / trained length) and spec's sample options."""
+  from lcjax.recipes.e2llm import inference_rope
+
+  options = dict(spec.get("options", {}))
+  out = {}
+  for length in spec["lengths"]:
+    rope = cfg.model.rope
+    if spec.get("rope", "train") == "linear":
+      rope = inference_rope(rope, cfg.data.seq_len, length)
+    model = cfg.model.replace(rope=rope, max_seq_len=max(length, cfg.model.max_seq_len))
+    samples = retrieval_samples(length, cfg.model.vocab_size, spec.get("num_samples", 64), **options)
+    out[str(length)] = retrieval_accuracy(model, params, samples)
+  return out

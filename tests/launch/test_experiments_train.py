@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from lcjax.errors import ConfigError
-from lcjax.launch.xm import build_jobs, load_experiment
+from lcjax.launch.experiments import load_experiment
+from lcjax.launch.xm import build_jobs
 from lcjax.training.config import train_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
