@@ -32,6 +32,8 @@ def gsm8k_text_source(weight: float = 1.0, name: str = "gsm8k") -> dict:
 
 
 def local_run(steps: int, **extra) -> dict:
-  """Train-section fields for a short CPU run: one device, frequent checkpoints."""
-  return {"steps": steps, "num_devices": 1, "log_every": 1, "checkpoint": {"every": max(1, steps // 4)},
-          "peak_flops": 1e11, **extra}
+  """Train-section fields for a short CPU run: one device, frequent checkpoints. The run-control fields are all
+  present so `--config.train.<field>=` can override them (config_flags only overrides existing keys)."""
+  return {"steps": steps, "num_devices": 1, "log_every": 1, "peak_flops": 1e11, "stop_at": 0, "seed": 0,
+          "grad_accum": 1, "remat": "none", "progress": False,
+          "checkpoint": {"every": max(1, steps // 4), "max_to_keep": 2, "async_save": True}, **extra}

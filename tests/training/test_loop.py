@@ -144,7 +144,8 @@ def _launch(workdir, extra=()):
   args = [sys.executable, "-m", "lcjax.launch.main",
           "--config=experiments/passkey.py:runlocal,seq_len=64,dim=32,extra=0", f"--workdir={workdir}", "--config.train.steps=500", "--config.train.stop_at=300",
           "--config.train.log_every=1", "--config.train.checkpoint.every=10", *extra]
-  return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  err = open(f"{workdir}.stderr", "ab")  # a file, not a pipe: orbax logs a lot and a full pipe would block
+  return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err)
 
 
 @pytest.mark.slow
@@ -160,9 +161,9 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path):
   victim.wait()
   killed_at = max(_losses(run))
   assert 40 <= killed_at < 300, killed_at  # killed mid-run
-  assert reference.wait(timeout=300) == 0, reference.stderr.read().decode()[-2000:]
+  assert reference.wait(timeout=300) == 0, open(f"{ref}.stderr").read()[-2000:]
   resumed = _launch(run)
-  assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()[-2000:]
+  assert resumed.wait(timeout=300) == 0, open(f"{run}.stderr").read()[-2000:]
   want, got = _losses(ref), _losses(run)  # the resumed run re-logs from its checkpoint; the last value wins
   assert sorted(got) == sorted(want) == list(range(1, 301))
   assert got == want
