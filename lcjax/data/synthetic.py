@@ -48,6 +48,28 @@ class KVVocab:
     return self.values[1], self.size
 
 
+def _layout(length, vocab_size, num_pairs, num_queries, num_keys, extra_queries, num_values, fused):
+  """(key range, value range, filler range, context length) of a sample, validated (see kv_retrieval)."""
+  vocab = KVVocab(vocab_size)
+  k0, k1 = vocab.keys
+  k1 = k0 + num_keys if 0 < num_keys <= k1 - k0 else k1
+  if num_pairs > k1 - k0 or num_queries > num_pairs or num_queries < 1:
+    raise ConfigError(f"kv retrieval: num_pairs={num_pairs} must be <= {k1 - k0} keys and num_queries="
+                      f"{num_queries} in [1, num_pairs]")
+  tail = 3 * (num_queries + extra_queries)
+  context = length - 1 - tail
+  if context < 2 * num_pairs:
+    raise ConfigError(f"kv retrieval: length={length} too short for {num_pairs} pairs and {num_queries} queries "
+                      f"(needs >= {1 + tail + 2 * num_pairs})")
+  v0, v1 = vocab.values
+  v1 = v0 + num_values if 0 < num_values <= v1 - v0 else v1
+  filler = (v1 + (k1 - k0) * (v1 - v0), vocab.size) if fused else vocab.filler
+  if filler[1] - filler[0] < 1:
+    raise ConfigError(f"kv retrieval: vocab_size={vocab_size} leaves no filler ids for {k1 - k0} keys x "
+                      f"{v1 - v0} values fused pairs; lower num_keys / num_values")
+  return (k0, k1), (v0, v1), filler, context
+
+
 def kv_retrieval(seed: int, length: int, vocab_size: int, num_pairs: int = 4, num_queries: int | None = None,
                  num_keys: int = 0, extra_queries: int = 0, num_values: int = 0, fused: bool = False) -> dict:
   """One key-value retrieval sample.
@@ -71,24 +93,9 @@ def kv_retrieval(seed: int, length: int, vocab_size: int, num_pairs: int = 4, nu
   Raises:
     ConfigError: too many pairs for the key range, or a length too short for pairs and queries.
   """
-  vocab = KVVocab(vocab_size)
   num_queries = num_pairs if num_queries is None else num_queries
-  k0, k1 = vocab.keys
-  k1 = k0 + num_keys if 0 < num_keys <= k1 - k0 else k1
-  if num_pairs > k1 - k0 or num_queries > num_pairs or num_queries < 1:
-    raise ConfigError(f"kv retrieval: num_pairs={num_pairs} must be <= {k1 - k0} keys and num_queries="
-                      f"{num_queries} in [1, num_pairs]")
-  tail = 3 * (num_queries + extra_queries)
-  context = length - 1 - tail
-  if context < 2 * num_pairs:
-    raise ConfigError(f"kv retrieval: length={length} too short for {num_pairs} pairs and {num_queries} queries "
-                      f"(needs >= {1 + tail + 2 * num_pairs})")
-  v0, v1 = vocab.values
-  v1 = v0 + num_values if 0 < num_values <= v1 - v0 else v1
-  filler = (v1 + (k1 - k0) * (v1 - v0), vocab.size) if fused else vocab.filler
-  if filler[1] - filler[0] < 1:
-    raise ConfigError(f"kv retrieval: vocab_size={vocab_size} leaves no filler ids for {k1 - k0} keys x "
-                      f"{v1 - v0} values fused pairs; lower num_keys / num_values")
+  (k0, k1), (v0, v1), filler, context = _layout(length, vocab_size, num_pairs, num_queries, num_keys, extra_queries,
+                                                num_values, fused)
   rng = np.random.default_rng(seed)
   keys = rng.choice(np.arange(k0, k1), num_pairs, replace=False)
   values = rng.integers(v0, v1, num_pairs)
@@ -116,7 +123,8 @@ class SyntheticSource:
   """A grain random-access source of `kv_retrieval` samples: record i uses seed `seed * 1_000_003 + i`.
 
   Args:
-    length, vocab_size, num_pairs, num_queries, num_keys, extra_queries, num_values, fused: as `kv_retrieval`.  num_records: len().  seed: source seed.
+    length, vocab_size, num_pairs, num_queries, num_keys, extra_queries, num_values, fused: as `kv_retrieval`.
+    num_records: len().  seed: source seed.
   """
 
   def __init__(self, length: int, vocab_size: int, num_pairs: int = 4, num_queries: int | None = None,

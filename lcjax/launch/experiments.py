@@ -27,8 +27,9 @@ def load_experiment(path: str):
 
 
 def run_experiment(config, workdir: str) -> dict:
-  """Trains the config's `train` section in `workdir` (or runs an `eval` section); with a `retrieval` section ({lengths, num_samples, ...}),
-  also measures retrieval accuracy at each length and writes workdir/retrieval.json. Returns the summary."""
+  """Trains the config's `train` section in `workdir` (or runs an `eval` section); with a `retrieval` section
+  ({lengths, num_samples, ...}) also measures retrieval accuracy at each length and writes workdir/retrieval.json.
+  Returns the summary."""
   from lcjax.training.config import train_config
   from lcjax.training.loop import train
   from lcjax.training.retrieval import evaluate_retrieval

@@ -114,3 +114,13 @@ def test_kv_retrieval_sample():
   np.testing.assert_array_equal(kv_retrieval(7, 64, 64, num_pairs=4)["tokens"], s["tokens"])
   with pytest.raises(ConfigError, match="too short"):
     kv_retrieval(0, 10, 64, num_pairs=4)
+
+
+def test_kv_retrieval_fused_pairs_decode_to_their_key_and_value():
+  s = kv_retrieval(3, 96, 256, num_pairs=4, num_keys=4, num_values=8, fused=True, extra_queries=5)
+  keys, values = s["tokens"][s["answer_positions"] - 1], s["answers"]
+  assert len(values) == 9 and set(keys[:4].tolist()) == set(range(4, 8))  # 4 distinct marker keys first
+  pair_base = 67 + 8  # after the 8 values that follow the key range (vocab 256: keys from id 4, values from 67)
+  for k, v in zip(keys, values):
+    fused_id = pair_base + (k - 4) * 8 + (v - 67)
+    assert np.sum(s["tokens"][:96 - 27] == fused_id) == 1  # the context holds exactly one token for the pair

@@ -142,7 +142,8 @@ def test_bad_configs_raise():
 def _launch(workdir, extra=()):
   env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu", "PYTHONPATH": REPO}
   args = [sys.executable, "-m", "lcjax.launch.main",
-          "--config=experiments/passkey.py:runlocal,seq_len=64,dim=32,extra=0", f"--workdir={workdir}", "--config.train.steps=500", "--config.train.stop_at=300",
+          "--config=experiments/passkey.py:runlocal,seq_len=64,dim=32,extra=0", f"--workdir={workdir}",
+          "--config.train.steps=500", "--config.train.stop_at=300",
           "--config.train.log_every=1", "--config.train.checkpoint.every=10", *extra]
   err = open(f"{workdir}.stderr", "ab")  # a file, not a pipe: orbax logs a lot and a full pipe would block
   return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err)
