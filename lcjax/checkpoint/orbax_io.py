@@ -12,7 +12,18 @@ from lcjax.errors import CheckpointError
 
 def _key(path) -> str:
   """A tree path as 'a.0.b', the same for int and str keys (orbax metadata stores list indices as strings)."""
-  return ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+  return ".".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
+
+
+def check_saved_shapes(saved, target, where: str) -> None:
+  """Raises `CheckpointError` naming the first array whose saved shape differs from `target`'s (a model of
+  another shape). Args: saved: orbax metadata tree.  target: tree of arrays / ShapeDtypeStructs.  where: path."""
+  flat_saved = {_key(p): x for p, x in jax.tree_util.tree_flatten_with_path(saved)[0]}
+  for p, want in jax.tree_util.tree_flatten_with_path(target)[0]:
+    got = flat_saved.get(_key(p))
+    if got is not None and hasattr(got, "shape") and tuple(got.shape) != tuple(want.shape):
+      raise CheckpointError(f"{where}: parameter {_key(p)} was saved with shape "
+                            f"{tuple(got.shape)}, the model expects {tuple(want.shape)}")
 
 
 def save_params(directory: str, state) -> None:
@@ -40,13 +51,7 @@ def restore_params(directory: str, abstract_state):
   try:
     with ocp.StandardCheckpointer() as ckptr:
       meta = ckptr.metadata(path)
-      saved = getattr(meta, "item_metadata", meta)
-      flat_saved = {_key(p): x for p, x in jax.tree_util.tree_flatten_with_path(saved)[0]}
-      for p, want in jax.tree_util.tree_flatten_with_path(target)[0]:
-        got = flat_saved.get(_key(p))
-        if got is not None and tuple(got.shape) != tuple(want.shape):
-          raise CheckpointError(f"{path}: parameter {_key(p)} was saved with shape "
-                                f"{tuple(got.shape)}, the model expects {tuple(want.shape)}")
+      check_saved_shapes(getattr(meta, "item_metadata", meta), target, path)
       restored = ckptr.restore(path, target)
   except CheckpointError:
     raise

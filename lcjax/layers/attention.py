@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
 from lcjax.config import ModelConfig
 from lcjax.layers.rope import apply_rope
@@ -46,7 +47,8 @@ class Attention(nnx.Module):
     v = jnp.einsum("btd,dkh->btkh", x, self.wv[...].astype(dt))
     if self.use_bias:
       q, k, v = q + self.bq[...].astype(dt), k + self.bk[...].astype(dt), v + self.bv[...].astype(dt)
-    return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+    q, k, v = apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+    return tuple(checkpoint_name(t, "attn_qkv") for t in (q, k, v))
 
   def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: MaskSpec, layer_cache=None):
     """Self-attention of x [B, T, D].

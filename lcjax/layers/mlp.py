@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
 from lcjax.sharding import axes
 from lcjax.sharding.partition import constrain
@@ -28,5 +29,6 @@ class SwiGLU(nnx.Module):
     dt = x.dtype
     gate = jnp.einsum("btd,df->btf", x, self.gate[...].astype(dt))
     up = jnp.einsum("btd,df->btf", x, self.up[...].astype(dt))
-    hidden = constrain(jax.nn.silu(gate) * up, (axes.ACT_BATCH, axes.ACT_SEQ, axes.ACT_MLP))
+    hidden = checkpoint_name(jax.nn.silu(gate) * up, "mlp_hidden")
+    hidden = constrain(hidden, (axes.ACT_BATCH, axes.ACT_SEQ, axes.ACT_MLP))
     return jnp.einsum("btf,fd->btd", hidden, self.down[...].astype(dt))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
 from lcjax.config import ModelConfig
 from lcjax.layers.attention import Attention
@@ -36,10 +37,11 @@ class Block(nnx.Module):
     self.mlp = SwiGLU(cfg.dim, cfg.mlp_dim, key=k4, param_dtype=pd)
 
   def __call__(self, x, cos, sin, mask, layer_cache=None):
-    """[B, T, D] -> ([B, T, D], layer cache)."""
+    """[B, T, D] -> ([B, T, D], layer cache). Activations are tagged with `memory.remat.ACTIVATION_NAMES`."""
+    x = checkpoint_name(x, "decoder_layer_input")
     attn_out, layer_cache = self.attn(self.attn_norm(x), cos, sin, mask, layer_cache)
-    h = constrain(x + attn_out, _ACT)
-    return constrain(h + self.mlp(self.mlp_norm(h)), _ACT), layer_cache
+    h = constrain(x + checkpoint_name(attn_out, "attn_out"), _ACT)
+    return constrain(h + checkpoint_name(self.mlp(self.mlp_norm(h)), "mlp_out"), _ACT), layer_cache
 
 
 class Llama(nnx.Module):
@@ -61,7 +63,7 @@ class Llama(nnx.Module):
                     q_segment_ids=segment_ids, kv_segment_ids=segment_ids,
                     q_positions=positions, kv_positions=None if cached else positions)
 
-  def hidden(self, tokens, positions=None, *, cache=None, segment_ids=None):
+  def hidden(self, tokens, positions=None, *, cache=None, segment_ids=None, rope_scale=None):
     """Final normalised hidden states.
 
     Args:
@@ -69,6 +71,8 @@ class Llama(nnx.Module):
       positions: [B, T] int absolute positions (default arange(T)); with a cache, where tokens are written.
       cache: None (no cache) or a `KVCache`-like pytree with `.layers`.
       segment_ids: [B, T] document ids for packed sequences (no cache).
+      rope_scale: optional [B] float per-sample position-interpolation scale g: RoPE rotates by positions / g
+        (E^2-LLM's training-time scale augmentation); the mask keeps the integer positions.
     Returns:
       ([B, T, D] hidden states, updated cache or None).
     """
@@ -77,7 +81,8 @@ class Llama(nnx.Module):
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
     inv_freq, attn_factor = rope_frequencies(cfg.rope, cfg.head_dim, cfg.max_seq_len)
-    cos, sin = rope_cos_sin(positions, inv_freq, attn_factor)
+    rope_positions = positions if rope_scale is None else positions / rope_scale.astype(jnp.float32)[:, None]
+    cos, sin = rope_cos_sin(rope_positions, inv_freq, attn_factor)
     mask = self.mask_for(positions, segment_ids, cached=cache is not None)
     x = constrain(self.embed(tokens, dtype), _ACT)
     new_layers = []
@@ -96,16 +101,16 @@ class Llama(nnx.Module):
       logits = jnp.einsum("btd,dv->btv", h, self.lm_head[...].astype(h.dtype), preferred_element_type=jnp.float32)
     return constrain(logits, (axes.ACT_BATCH, axes.ACT_SEQ, axes.ACT_VOCAB))
 
-  def __call__(self, tokens, positions=None, *, cache=None, segment_ids=None, logits_at=None):
+  def __call__(self, tokens, positions=None, *, cache=None, segment_ids=None, logits_at=None, rope_scale=None):
     """Logits of the next token.
 
     Args:
-      tokens, positions, cache, segment_ids: as in `hidden`.
+      tokens, positions, cache, segment_ids, rope_scale: as in `hidden`.
       logits_at: optional [B] int index into T per row; only those rows' logits are computed ([B, 1, V]).
     Returns:
       ([B, T, V] or [B, 1, V] fp32 logits, updated cache or None).
     """
-    h, cache = self.hidden(tokens, positions, cache=cache, segment_ids=segment_ids)
+    h, cache = self.hidden(tokens, positions, cache=cache, segment_ids=segment_ids, rope_scale=rope_scale)
     if logits_at is not None:
       h = jnp.take_along_axis(h, logits_at[:, None, None], axis=1)
     return self.logits(h), cache

@@ -52,12 +52,13 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def llama_loss(graphdef) -> Callable:
   """The decoder's loss: `loss(params, batch) -> (loss, aux)` with `lcjax.training.losses.next_token_loss`.
 
-  `batch` holds tokens, targets [B, T] and optionally loss_mask, positions, segment_ids [B, T].
+  `batch` holds tokens, targets [B, T] and optionally loss_mask, positions, segment_ids [B, T] and rope_scale [B].
   """
 
   def loss(params, batch: dict):
     model = nnx.merge(graphdef, params)
-    logits, _ = model(batch["tokens"], batch.get("positions"), segment_ids=batch.get("segment_ids"))
+    logits, _ = model(batch["tokens"], batch.get("positions"), segment_ids=batch.get("segment_ids"),
+                      rope_scale=batch.get("rope_scale"))
     return next_token_loss(logits, batch["targets"], batch.get("loss_mask"))
 
   return loss

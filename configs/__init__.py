@@ -1,0 +1,1 @@
+"""Reusable config pieces for experiments: pure functions returning dicts / ConfigDicts."""
