@@ -270,8 +270,13 @@ def _prefill_layer(layer: MethodLayerKV, lengths):
 
 
 def build_index(cache: KVCache) -> KVCache:
-  """Runs every layer's `prefill` on the filled cache (one jitted call per layer: bounded temporaries)."""
-  return dataclasses.replace(cache, layers=tuple(_prefill_layer(l, cache.lengths) for l in cache.layers))
+  """Runs every layer's `prefill` on the filled cache (one jitted call per layer: bounded temporaries; the layer
+  number is dropped from the static spec so all layers share one compilation)."""
+  layers = []
+  for l in cache.layers:
+    built = _prefill_layer(dataclasses.replace(l, spec=dataclasses.replace(l.spec, layer=0)), cache.lengths)
+    layers.append(dataclasses.replace(built, spec=l.spec))
+  return dataclasses.replace(cache, layers=tuple(layers))
 
 
 def rewrap(cache: KVCache, cfg: ModelConfig, method: KVMethod, context: int) -> KVCache:
