@@ -290,6 +290,6 @@ def rewrap(cache: KVCache, cfg: ModelConfig, method: KVMethod, context: int) -> 
       if getattr(old, "qstat", None) is None:
         raise ConfigError(f"KV method {type(method).__name__} needs prefill query statistics; prefill with a "
                           f"method that collects them (uses_queries) before rewrapping")
-      qstat = old.qstat
-    layers.append(dataclasses.replace(new, k=old.k, v=old.v, qstat=qstat))
-  return build_index(dataclasses.replace(out, layers=tuple(layers), lengths=cache.lengths))
+      qstat = jnp.copy(old.qstat)
+    layers.append(dataclasses.replace(new, k=jnp.copy(old.k), v=jnp.copy(old.v), qstat=qstat))  # donation-safe
+  return build_index(dataclasses.replace(out, layers=tuple(layers), lengths=jnp.copy(cache.lengths)))

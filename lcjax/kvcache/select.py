@@ -48,16 +48,17 @@ def exclude(scores: jax.Array, items: jax.Array, valid: jax.Array) -> jax.Array:
 
 
 def merge(parts, block_size: int, heads: int) -> Selection:
-  """One selection from parts (items [B, Hs, I_j], valid [B, Hs, I_j]) that do not overlap: valid first.
+  """One selection from parts (items [B, Hs, I_j], valid [B, Hs, I_j]) that do not overlap: valid first, ascending.
 
   Parts with Hs = 1 broadcast to `heads` (K or N) rows.
   """
   hs = heads
   items = jnp.concatenate([jnp.broadcast_to(i, (i.shape[0], hs, i.shape[2])) for i, _ in parts], -1)
   valid = jnp.concatenate([jnp.broadcast_to(v, (v.shape[0], hs, v.shape[2])) for _, v in parts], -1)
-  order = jnp.argsort(~valid, axis=-1, stable=True)
-  items = jnp.take_along_axis(jnp.where(valid, items, 0), order, -1)
-  return Selection(items.astype(jnp.int32), jnp.sum(valid, -1).astype(jnp.int32), block_size)
+  big = jnp.iinfo(jnp.int32).max
+  items = jnp.sort(jnp.where(valid, items, big), axis=-1)  # ascending positions: the dense cache's key order
+  counts = jnp.sum(valid, -1).astype(jnp.int32)
+  return Selection(jnp.where(items == big, 0, items).astype(jnp.int32), counts, block_size)
 
 
 def topk_part(scores: jax.Array, m: int):
