@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
+import time
 
 import jax
 import jax.numpy as jnp
@@ -49,16 +49,45 @@ class MethodGenerator(Generator):
     return super().generate(state, prompts, **kwargs)
 
 
-@functools.partial(jax.jit, static_argnums=(0,), donate_argnames=("cache",))
-def _forced(graphdef, state, tokens, cache):
+def _scan(graphdef, steps, state, first, tokens, cache):
+  """Feeds `first` then, per step, the given token (teacher forcing) or the argmax (greedy, tokens=None)."""
   model = nnx.merge(graphdef, state)
 
-  def step(cache, token):
+  def step(carry, forced):
+    cache, token = carry
     logits, cache = model(token[:, None], cache.lengths[:, None], cache=cache)
-    return dataclasses.replace(cache, lengths=cache.lengths + 1), logits[:, 0]
+    cache = dataclasses.replace(cache, lengths=cache.lengths + 1)
+    nxt = jnp.argmax(logits[:, 0], -1).astype(jnp.int32) if forced is None else forced
+    return (cache, nxt), (token, logits[:, 0])
 
-  cache, logits = jax.lax.scan(step, cache, jnp.swapaxes(tokens, 0, 1))
-  return logits, cache
+  xs = None if tokens is None else jnp.concatenate([jnp.swapaxes(tokens, 0, 1)[1:], tokens.T[-1:]], 0)
+  _, (fed, logits) = jax.lax.scan(step, (cache, first), xs, length=steps)
+  return fed, logits
+
+
+_scan_jit = jax.jit(_scan, static_argnums=(0, 1), donate_argnames=("cache",))
+
+
+def decode_scan(graphdef, state, cache: KVCache, steps: int, *, first=None, tokens=None, timed: bool = False):
+  """Greedy (tokens=None, starting from `first` [B]) or teacher-forced (tokens [B, M]) decoding over a prefilled
+  cache, as one jitted scan.
+
+  Returns:
+    (fed tokens [B, M] np.int32, logits [M, B, V] np.float32: row i after feeding token i, seconds of the run
+    excluding compilation when `timed`, else None).
+  """
+  if tokens is not None:
+    tokens = jnp.asarray(tokens, jnp.int32)
+    first = tokens[:, 0]
+  args = (graphdef, steps, state, jnp.asarray(first, jnp.int32), tokens, cache)
+  if not timed:
+    fed, logits = _scan_jit(*args)
+    return np.asarray(fed).T, np.asarray(logits), None
+  compiled = jax.jit(_scan, static_argnums=(0, 1), donate_argnums=(5,)).lower(*args).compile()
+  t0 = time.perf_counter()
+  fed, logits = compiled(*args[2:])
+  logits.block_until_ready()
+  return np.asarray(fed).T, np.asarray(logits), time.perf_counter() - t0
 
 
 def forced_logits(graphdef, state, cache: KVCache, tokens) -> np.ndarray:
@@ -67,8 +96,7 @@ def forced_logits(graphdef, state, cache: KVCache, tokens) -> np.ndarray:
   Returns:
     [M, B, V] float32: row i is the distribution after tokens[:, :i+1] (fed at positions lengths + i).
   """
-  logits, _ = _forced(graphdef, state, jnp.asarray(tokens, jnp.int32), cache)
-  return np.asarray(logits)
+  return decode_scan(graphdef, state, cache, np.shape(tokens)[1], tokens=tokens)[1]
 
 
 def fidelity(dense_logits, method_logits, dense_tokens) -> dict:

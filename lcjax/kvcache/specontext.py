@@ -146,23 +146,32 @@ def truncated(cfg, state, num_layers: int):
   return small, graphdef, small_state
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2), donate_argnames=("cache", "small_cache"))
-def _forced_spec(graphdef, small_graphdef, heads, state, small_state, tokens, cache, small_cache):
-  big, small = nnx.merge(graphdef, state), nnx.merge(small_graphdef, small_state)
+def _step(big, small, heads, cache, small_cache, token):
+  """One SpeContext step: retrieval model on the token -> selection installed in the big cache -> big model."""
   layer0 = cache.layers[0]
+  pos = cache.lengths[:, None]
+  _, small_cache = small(token[:, None], pos, cache=small_cache)
+  scores = retrieval_scores(small_cache, heads, cache.lengths + 1)
+  cache, moved = install(cache, layer0.method.choose(layer0.spec, scores, cache.lengths + 1))
+  logits, cache = big(token[:, None], pos, cache=cache)
+  grow = lambda c: dataclasses.replace(c, lengths=c.lengths + 1)  # noqa: E731
+  return grow(cache), grow(small_cache), logits[:, 0], moved
 
-  def step(carry, token):
-    cache, small_cache = carry
-    pos = cache.lengths[:, None]
-    _, small_cache = small(token[:, None], pos, cache=small_cache)
-    scores = retrieval_scores(small_cache, heads, cache.lengths + 1)
-    cache, moved = install(cache, layer0.method.choose(layer0.spec, scores, cache.lengths + 1))
-    logits, cache = big(token[:, None], pos, cache=cache)
-    grow = lambda c: dataclasses.replace(c, lengths=c.lengths + 1)  # noqa: E731
-    return (grow(cache), grow(small_cache)), (logits[:, 0], moved)
 
-  (cache, small_cache), (logits, moved) = jax.lax.scan(step, (cache, small_cache), jnp.swapaxes(tokens, 0, 1))
-  return logits, moved, cache, small_cache
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3), donate_argnames=("cache", "small_cache"))
+def _decode_spec(graphdef, small_graphdef, heads, steps, state, small_state, first, tokens, cache, small_cache):
+  big, small = nnx.merge(graphdef, state), nnx.merge(small_graphdef, small_state)
+
+  def body(carry, forced):
+    cache, small_cache, token = carry
+    cache, small_cache, logits, moved = _step(big, small, heads, cache, small_cache, token)
+    nxt = jnp.argmax(logits, -1).astype(jnp.int32) if tokens is None else forced
+    return (cache, small_cache, nxt), (token, logits, moved)
+
+  xs = None if tokens is None else jnp.swapaxes(tokens, 0, 1)[1:]
+  xs = xs if tokens is None else jnp.concatenate([xs, xs[-1:]], 0)
+  _, (fed, logits, moved) = jax.lax.scan(body, (cache, small_cache, first), xs, length=steps)
+  return fed, logits, moved
 
 
 def forced_logits_specontext(graphdef, small_graphdef, heads, state, small_state, tokens, cache, small_cache):
@@ -170,6 +179,94 @@ def forced_logits_specontext(graphdef, small_graphdef, heads, state, small_state
 
   `cache` is a prefilled SpeContext method cache, `small_cache` the retrieval model's prefilled probe cache.
   """
-  logits, moved, _, _ = _forced_spec(graphdef, small_graphdef, tuple(heads), state, small_state,
-                                     jnp.asarray(tokens, jnp.int32), cache, small_cache)
+  tokens = jnp.asarray(tokens, jnp.int32)
+  _, logits, moved = _decode_spec(graphdef, small_graphdef, tuple(heads), tokens.shape[1], state, small_state,
+                                  tokens[:, 0], tokens, cache, small_cache)
   return np.asarray(logits), np.asarray(moved)
+
+
+def greedy_specontext(graphdef, small_graphdef, heads, state, small_state, logits, steps: int, cache, small_cache):
+  """Greedy decoding of `steps` tokens after a prefill whose next-token logits [B, V] are given.
+
+  Returns:
+    (tokens [B, steps] np.int32, moved [steps, B]).
+  """
+  first = jnp.argmax(logits, -1).astype(jnp.int32)
+  fed, _, moved = _decode_spec(graphdef, small_graphdef, tuple(heads), steps, state, small_state, first, None,
+                               cache, small_cache)
+  return np.asarray(fed).T, np.asarray(moved)
+
+
+def probe_prefill(cfg, graphdef, state, prompt, max_len: int, pad_to: int = 64) -> tuple[jax.Array, KVCache]:
+  """Prefill of one prompt into a probe cache (keys, values and the last query of every layer)."""
+  from lcjax.inference.generate import Generator
+
+  return Generator(cfg, graphdef, pad_to=pad_to).prefill(state, [prompt], init_probe_cache(cfg, 1, max_len))
+
+
+def calibrate_on(big, small, prompt, budget: int, keep: int):
+  """Retrieval heads of `small` chosen on a calibration prompt (offline): both models prefilled, the big model's
+  attention at the last token is the target. big, small: (cfg, graphdef, state). Returns ((layer, head), ...)."""
+  n = len(prompt)
+  pad = -(-n // 64) * 64
+  lengths = jnp.array([n], jnp.int32)
+  probs = []
+  for cfg, graphdef, state in (big, small):
+    _, cache = probe_prefill(cfg, graphdef, state, prompt[:pad], pad, pad_to=64)
+    probs.append(head_probs(cache, lengths) if n == pad else None)
+  if probs[0] is None:
+    raise ValueError(f"calibration prompts must be a multiple of 64 tokens long, got {n}")
+  return calibrate_heads(probs[0], probs[1], budget, keep)
+
+
+@dataclasses.dataclass
+class SpeContextRunner:
+  """SpeContext end to end for one model: retrieval model, calibrated heads, prefill and decode.
+
+  Args:
+    cfg, graphdef, state: the big model.  method: a `SpeContext` method (budget, local).
+    small: (cfg, graphdef, state) of the retrieval model; None: the big model's first `small_layers` layers.
+    heads: retrieval heads; None: calibrated on `calib_prompt` (keep `keep_heads`).
+  """
+
+  cfg: object
+  graphdef: object
+  state: object
+  method: SpeContext
+  small: tuple | None = None
+  small_layers: int = 4
+  heads: tuple | None = None
+  keep_heads: int = 4
+  calib_prompt: list | None = None
+
+  def __post_init__(self):
+    if self.small is None:
+      self.small = truncated(self.cfg, self.state, self.small_layers)
+    if self.heads is None:
+      if not self.calib_prompt:
+        raise ValueError("SpeContextRunner needs retrieval heads or a calibration prompt to choose them")
+      budget = max(1, len(self.calib_prompt) // 8)
+      self.heads = calibrate_on((self.cfg, self.graphdef, self.state), self.small, self.calib_prompt, budget,
+                                self.keep_heads)
+
+  def prefill(self, prompt, max_len: int):
+    """(next-token logits [1, V], big cache, retrieval cache) after the prompt."""
+    from lcjax.inference.kv_method import MethodGenerator
+
+    gen = MethodGenerator(self.cfg, self.graphdef, self.method)
+    gen.context = len(prompt)
+    logits, cache = gen.prefill(self.state, [prompt], gen.init_cache(1, max_len))
+    _, small_cache = probe_prefill(*self.small, prompt, max_len)
+    return logits, cache, small_cache
+
+  def generate(self, prompt, max_new_tokens: int, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy tokens [1, M] and tokens moved per step [M, 1]."""
+    logits, cache, small_cache = self.prefill(prompt, max_len)
+    return greedy_specontext(self.graphdef, self.small[1], self.heads, self.state, self.small[2], logits,
+                             max_new_tokens, cache, small_cache)
+
+  def forced(self, prompt, tokens, max_len: int):
+    """Teacher-forced logits [M, 1, V] along tokens [1, M], and tokens moved per step."""
+    _, cache, small_cache = self.prefill(prompt, max_len)
+    return forced_logits_specontext(self.graphdef, self.small[1], self.heads, self.state, self.small[2], tokens,
+                                    cache, small_cache)
