@@ -40,11 +40,17 @@ def range_items(start: jax.Array, size: int, lo: jax.Array, hi: jax.Array):
   return items.astype(jnp.int32), valid
 
 
+def as_mask(items: jax.Array, valid: jax.Array, size: int) -> jax.Array:
+  """Membership mask [B, Hs, size] of the valid items [B, Hs, I] (a scatter, no [I, size] one-hot)."""
+  b, hs, _ = items.shape
+  rows = jnp.arange(b)[:, None, None]
+  heads = jnp.arange(hs)[None, :, None]
+  return jnp.zeros((b, hs, size + 1), bool).at[rows, heads, jnp.where(valid, items, size)].set(True)[..., :size]
+
+
 def exclude(scores: jax.Array, items: jax.Array, valid: jax.Array) -> jax.Array:
   """scores [B, Hs, X] with the valid `items` [B, Hs, I] set to -inf (already chosen by a fixed part)."""
-  x = scores.shape[-1]
-  hit = jax.nn.one_hot(jnp.where(valid, items, x), x + 1, dtype=bool)[..., :x].any(-2)
-  return jnp.where(hit, -jnp.inf, scores)
+  return jnp.where(as_mask(items, valid, scores.shape[-1]), -jnp.inf, scores)
 
 
 def merge(parts, block_size: int, heads: int) -> Selection:

@@ -25,7 +25,7 @@ from flax import nnx
 from lcjax.kvcache.attend import Selection
 from lcjax.kvcache.base import KV_METHODS, KVMethod
 from lcjax.kvcache.dense import DenseLayerKV, KVCache
-from lcjax.kvcache.select import exclude, merge, range_items, topk_part
+from lcjax.kvcache.select import as_mask, exclude, merge, range_items, topk_part
 
 
 @jax.tree_util.register_dataclass
@@ -101,8 +101,7 @@ def install(cache: KVCache, sel: Selection) -> tuple[KVCache, jax.Array]:
   """Puts a selection into every layer's index. Returns (cache, moved [B]: tokens not in the previous selection)."""
   old = cache.layers[0].index
   s = cache.max_len
-  as_set = lambda idx, cnt: (jax.nn.one_hot(jnp.where(jnp.arange(idx.shape[-1]) < cnt[..., None], idx, s), s + 1,  # noqa: E731
-                                            dtype=bool)[..., :s].any(-2))
+  as_set = lambda idx, cnt: as_mask(idx, jnp.arange(idx.shape[-1]) < cnt[..., None], s)  # noqa: E731
   moved = jnp.sum(as_set(sel.indices, sel.counts) & ~as_set(old["indices"], old["counts"]), axis=(1, 2))
   layers = tuple(dataclasses.replace(l, index={"indices": sel.indices, "counts": sel.counts}) for l in cache.layers)
   return dataclasses.replace(cache, layers=layers), moved // cache.layers[0].spec.num_kv_heads

@@ -23,7 +23,8 @@ from tests.tiny import TINY
 CFG = TINY
 MAX_LEN, CONTEXT, STEPS = 96, 70, 6
 SMALL = {"dense": {"block_size": 16}, "retrolm": {"block_size": 16}, "longheads": {"block_size": 16},
-         "longgen": {"block_size": 8, "full_every": 2}, "squeezed": {"clusters": 8, "local": 8, "levels": 2, "coarse": 3},
+         "longgen": {"block_size": 8, "full_every": 2},
+         "squeezed": {"clusters": 8, "local": 8, "levels": 2, "coarse": 3},
          "a2ats": {"window": 8, "subspaces": 2, "codes": 8}, "specontext": {"local": 4}}
 
 
@@ -108,7 +109,8 @@ def test_sink_kv_equals_explicit_slot_and_key_gets_gradient(tiny):
   out_w, lse_w = jnp.asarray(r.normal(size=(1, 1, 4, 8)), jnp.float32), jnp.asarray(r.normal(size=(1, 1, 4)))
   method = make_method("sink_kv", budget="all")
   f = lambda key: jnp.sum(method.finish(None, {"sink_key": key}, q, out_w, lse_w))  # noqa: E731
-  g = lambda key: jnp.sum(out_w * (jnp.exp(lse_w) / (jnp.exp(lse_w) + jnp.exp(sink_scores(q, key))))[..., None])  # noqa: E731
+  g = lambda key: jnp.sum(  # noqa: E731
+      out_w * (jnp.exp(lse_w) / (jnp.exp(lse_w) + jnp.exp(sink_scores(q, key))))[..., None])
   np.testing.assert_allclose(jax.grad(f)(key[:2]), jax.grad(g)(key[:2]), atol=1e-5, rtol=1e-5)
   assert float(jnp.abs(jax.grad(f)(key[:2])).max()) > 0
 
