@@ -19,18 +19,23 @@ from lcjax.kvcache.select import block_means, block_scores, exclude, merge, rang
 @KV_METHODS.register("retrolm")
 @dataclasses.dataclass(frozen=True)
 class RetroLM(BlockSummaryMethod):
-  """Top pages by retriever score + the `local_pages` most recent pages (page_size = block_size)."""
+  """Top pages by retriever score + the `local_pages` most recent pages + the first `sink_pages` (the attention
+  sink an untrained retriever cannot learn to fetch); page_size = block_size."""
 
   local_pages: int = 1
+  sink_pages: int = 1
 
   def select(self, spec, index, q, k, lengths):
-    m = self.budget_blocks(spec, self.local_pages)
+    fixed = self.local_pages + self.sink_pages
+    m = self.budget_blocks(spec, fixed)
     cur = ((lengths - 1) // self.block_size)[:, None]                          # [B, 1] page being written
-    local = range_items(cur - self.local_pages + 1, self.local_pages, jnp.zeros_like(cur), cur + 1)
+    zero = jnp.zeros_like(cur)
+    sink = range_items(zero, self.sink_pages, zero, jnp.minimum(cur - self.local_pages + 1, self.sink_pages))
+    local = range_items(cur - self.local_pages + 1, self.local_pages, zero, cur + 1)
     scores = block_scores(q, block_means(index["sums"], index["counts"])).sum(1, keepdims=True)  # [B, 1, P]
     scores = jnp.where(index["counts"][:, None] > 0, scores, -jnp.inf)
-    scores = exclude(scores, *local)
-    return merge([local, topk_part(scores, m - self.local_pages)], self.block_size, spec.num_kv_heads)
+    scores = exclude(exclude(scores, *sink), *local)
+    return merge([sink, local, topk_part(scores, m - fixed)], self.block_size, spec.num_kv_heads)
 
 
 def page_ids(sel) -> list[int]:

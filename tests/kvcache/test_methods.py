@@ -173,7 +173,7 @@ def test_bad_input_raises_clear_errors(tiny):
   other = dataclasses.replace(cache.layers[0], spec=dataclasses.replace(cache.layers[0].spec, num_kv_heads=4))
   with pytest.raises(ShapeError, match="built for B=1, K=4, H=8"):
     other.update(jnp.zeros((1, 1, 2, 8)), jnp.zeros((1, 1, 2, 8)), jnp.zeros((1, 1), jnp.int32))
-  with pytest.raises(ConfigError, match="needs more than the 1 always-attended"):
+  with pytest.raises(ConfigError, match="needs more than the 2 always-attended"):
     _method_logits(tiny, "retrolm", 16)
 
 

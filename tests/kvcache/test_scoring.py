@@ -53,7 +53,7 @@ def test_retrolm_pages_recall_the_true_top_keys():
   assert all(c == chosen[0] for c in chosen)  # one page set per layer, shared by the kv heads
   scores = np.asarray(jnp.einsum("h,ksh->ks", q[0, 0, 0], k[0]))
   relevant = int((topic == topic[3]).sum()) * 16  # the keys of the query's topic
-  assert _recall(chosen[0], scores[0], min(relevant, BUDGET - 16)) >= 0.9
+  assert _recall(chosen[0], scores[0], min(relevant, BUDGET - 32)) >= 0.9  # minus the sink and local pages
 
 
 def test_longheads_heads_pick_their_own_chunks():
