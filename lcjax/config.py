@@ -67,6 +67,9 @@ class ModelConfig:
   decode_impl: str = "auto"     # name in lcjax.ops.DECODE_IMPLS
   bos_token_id: int = 1
   eos_token_ids: tuple[int, ...] = (2,)
+  # LongGen: (C, local blocks, stride) block-sparse pattern on every layer not in full_attention_layers (None: off)
+  sparse_pattern: tuple[int, int, int] | None = None
+  full_attention_layers: tuple[int, ...] = ()
 
   def __post_init__(self):
     for name in ("vocab_size", "dim", "num_layers", "num_heads", "num_kv_heads", "head_dim", "mlp_dim",

@@ -40,6 +40,7 @@ def _add(p: argparse.ArgumentParser) -> None:
   p.add_argument("--task", default="niah", help="comma-separated task names (see --list)")
   p.add_argument("--model", default="smollm2", help="bundled name (smollm2), .gguf file or HF directory")
   p.add_argument("--kv", default="dense", help="comma-separated KV methods (registry of KV backends)")
+  p.add_argument("--kv-budget", default=None, help="KV method budget: all, a fraction (0.25) or tokens (512)")
   p.add_argument("--lengths", default="1k", help="comma-separated lengths in tokens (512, 4k, 1m)")
   p.add_argument("--depths", default="50", help="needle depths in percent: start:stop:step or a list")
   p.add_argument("--samples", type=int, default=1, help="samples per cell (generators) / examples (loaders, 0 = all)")
@@ -51,6 +52,14 @@ def _add(p: argparse.ArgumentParser) -> None:
   p.add_argument("--list", action="store_true", help="list the registered tasks and exit")
   p.add_argument("--no-plots", action="store_true")
   p.add_argument("--taxonomy", default=None, help="write the diffusion x scope plot of every task to this PNG and exit")
+
+
+def _kv_budget(options: dict, budget: str | None) -> dict:
+  """Adds --kv-budget to the KV backends' options ("all", a fraction or a token count)."""
+  if budget is None:
+    return options
+  value = budget if budget == "all" else (float(budget) if "." in budget else int(budget))
+  return {**options, "kv_options": {**options.get("kv_options", {}), "budget": value}}
 
 
 def _options(pairs) -> dict:
@@ -100,7 +109,8 @@ def _run(args) -> int:
   cfg = EvalConfig(tasks=[t for t in args.task.split(",") if t], model=MODEL_ALIASES.get(args.model, args.model),
                    kv=[k for k in args.kv.split(",") if k], lengths=[parse_length(x) for x in args.lengths.split(",")],
                    depths=parse_depths(args.depths), num_samples=args.samples, seed=args.seed, out_dir=args.out,
-                   data_dir=args.data_dir, options=_options(args.option), max_new_tokens=args.max_new_tokens)
+                   data_dir=args.data_dir, options=_kv_budget(_options(args.option), args.kv_budget),
+                   max_new_tokens=args.max_new_tokens)
   result = run(cfg)
   console = Console()
   for problem in result["problems"]:

@@ -213,3 +213,6 @@ class _progress:
     if self.enabled:
       self.bar.stop()
     return False
+
+
+from lcjax.eval import kv_backends as _kv_backends  # noqa: E402,F401  (registers every KV method as a backend)

@@ -67,6 +67,8 @@ class Attention(nnx.Module):
       out = attention(q, k, v, mask=mask, impl=self.attention_impl)
     else:
       layer_cache = layer_cache.update(k, v, mask.q_positions)
+      if hasattr(layer_cache, "observe"):  # KV methods that learn from the queries (A^2ATS, SpeContext)
+        layer_cache = layer_cache.observe(q, mask.q_positions)
       out = layer_cache.attend(q, mask, attention_impl=self.attention_impl, decode_impl=self.decode_impl)
     out = constrain(out, (axes.ACT_BATCH, axes.ACT_SEQ, axes.ACT_HEADS, None))
     # One [B, T, N*H] x [N*H, D] product: XLA CPU copies W_o to a transposed layout for the 4-D contraction.

@@ -7,6 +7,8 @@ Construct with NNX, then `nnx.split` once and call `forward(graphdef, state, ...
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -63,6 +65,13 @@ class Llama(nnx.Module):
                     q_segment_ids=segment_ids, kv_segment_ids=segment_ids,
                     q_positions=positions, kv_positions=None if cached else positions)
 
+  def layer_mask(self, mask: MaskSpec, layer: int) -> MaskSpec:
+    """Layer `layer`'s mask: with a LongGen `sparse_pattern`, sparse on every layer but the full-attention ones."""
+    pattern = self.cfg.sparse_pattern
+    if pattern is None or layer in self.cfg.full_attention_layers:
+      return mask
+    return dataclasses.replace(mask, sparse_blocks=tuple(pattern))
+
   def hidden(self, tokens, positions=None, *, cache=None, segment_ids=None, rope_scale=None):
     """Final normalised hidden states.
 
@@ -87,7 +96,7 @@ class Llama(nnx.Module):
     x = constrain(self.embed(tokens, dtype), _ACT)
     new_layers = []
     for i, block in enumerate(self.layers):
-      x, layer_cache = block(x, cos, sin, mask, None if cache is None else cache.layers[i])
+      x, layer_cache = block(x, cos, sin, self.layer_mask(mask, i), None if cache is None else cache.layers[i])
       new_layers.append(layer_cache)
     if cache is not None:
       cache = type(cache)(**{**vars(cache), "layers": tuple(new_layers)})

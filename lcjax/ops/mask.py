@@ -4,6 +4,9 @@ A key at position `s` is visible to a query at position `t` when all of these ho
   causal:   kv_pos <= q_pos                          (if `causal`)
   window:   q_pos - kv_pos < window  or  kv_pos < sink   (if `window` is set; `sink` keys stay visible)
   segments: q_segment == kv_segment                  (if segment ids are given; document masking)
+  blocks:   kv_block == 0  or  q_block - kv_block < local  or  (kv_block + 1) % stride == 0
+            (if `sparse_blocks` = (C, local, stride) is set: LongGen's sink + local + strided block pattern,
+            blocks of C positions)
 Positions are absolute token positions. They default to `arange(S)` for keys and to the bottom-right aligned
 `S - T + arange(T)` for queries, so a chunk of T queries attends to S keys ending at its own position.
 Rows with no visible key produce a zero output (and zero gradient), never NaN.
@@ -32,6 +35,7 @@ class MaskSpec:
     kv_segment_ids: [B, S] int document ids of the keys, or None (required when q_segment_ids is given).
     q_positions: [B, T] int absolute positions of the queries, or None for the default.
     kv_positions: [B, S] int absolute positions of the keys, or None for `arange(S)`.
+    sparse_blocks: (C, local, stride) block-sparse pattern (LongGen), or None.
   """
 
   causal: bool = dataclasses.field(default=True, metadata=dict(static=True))
@@ -41,8 +45,12 @@ class MaskSpec:
   kv_segment_ids: jax.Array | None = None
   q_positions: jax.Array | None = None
   kv_positions: jax.Array | None = None
+  sparse_blocks: tuple[int, int, int] | None = dataclasses.field(default=None, metadata=dict(static=True))
 
   def __post_init__(self):
+    if self.sparse_blocks is not None and (len(self.sparse_blocks) != 3 or min(self.sparse_blocks) < 1):
+      raise ShapeError(f"mask sparse_blocks must be (block size, local blocks, stride), all >= 1; got "
+                       f"{self.sparse_blocks!r}")
     if self.window is not None and (not isinstance(self.window, int) or self.window < 1):
       raise ShapeError(f"mask window must be a positive int or None, got {self.window!r}")
     if not isinstance(self.sink, int) or self.sink < 0:
@@ -111,4 +119,8 @@ def visible(mask: MaskSpec, q_pos, q_seg, kv_pos, kv_seg):
     if mask.sink:
       in_window |= kp < mask.sink
     ok &= in_window
+  if mask.sparse_blocks is not None:
+    c, local, stride = mask.sparse_blocks
+    qb, kb = qp // c, kp // c
+    ok &= (kb == 0) | (qb - kb < local) | ((kb + 1) % stride == 0)
   return ok

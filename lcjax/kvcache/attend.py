@@ -1,0 +1,129 @@
+"""Attention over a KV method's selection: the gather path every method shares.
+
+A selection names, per batch row and head, which key blocks (C consecutive positions; C = 1 for token-level
+selections) a decode query attends to:
+
+  indices [B, Hs, M] int32 block ids (the first counts[b, h] are valid, the rest padding),
+  counts  [B, Hs]    int32,
+  Hs = K (one selection per kv head, shared by its G query heads) or N (one per query head, LongHeads).
+
+`block_sparse_attention` has the signature of `lcjax.ops.block_sparse.block_sparse_attention` (the Pallas kernels'
+dispatch API, written on another branch); at merge time the one call in `attend_selection` switches to it. Here it is
+the pure-jnp gather: the selected blocks are gathered into [B, K, M*C, H] and attended in one masked pass.
+Two keyword options go beyond the kernel's signature: `kv_lengths` (keys at positions >= kv_lengths[b] are hidden:
+the partly written last block) and `return_lse` (Sink-KV's zero-value slot rescales the output by the lse).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+from lcjax.errors import ShapeError
+from lcjax.ops.attention_reference import attention_reference
+from lcjax.ops.mask import MaskSpec
+
+_FAR = 2**30  # position of padding entries: after every query, so the causal mask hides them
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Selection:
+  """Which key blocks each head attends to.
+
+  Attributes:
+    indices: [B, Hs, M] int32 block ids (first `counts` valid).  counts: [B, Hs] int32.
+    block_size: C, positions per block (static).
+  """
+
+  indices: jax.Array
+  counts: jax.Array
+  block_size: int = dataclasses.field(metadata=dict(static=True))
+
+  def positions(self) -> jax.Array:
+    """[B, Hs, M*C] key positions covered (padding entries included)."""
+    c = self.block_size
+    pos = self.indices[..., None] * c + jnp.arange(c, dtype=jnp.int32)
+    return pos.reshape(*self.indices.shape[:2], -1)
+
+  def valid(self) -> jax.Array:
+    """[B, Hs, M*C] bool, the entries within `counts`."""
+    m = self.indices.shape[-1]
+    ok = jnp.arange(m)[None, None, :] < self.counts[..., None]
+    return jnp.repeat(ok, self.block_size, axis=-1)
+
+
+def block_sparse_attention(q, k, v, block_indices, block_counts, *, block_size: int, impl: str = "auto",
+                           scale: float | None = None, softcap: float | None = None, kv_lengths=None,
+                           return_lse: bool = False):
+  """Attention of a few queries over selected key blocks of a heads-major cache (pure-jnp gather).
+
+  Args:
+    q: [B, T, N, H].  k, v: [B, K, S, H].  block_indices: [B, K, M] int32.  block_counts: [B, K] int32.
+    block_size: C.  impl: only "auto"/"reference" here (the kernels replace this function).
+    kv_lengths: optional [B]; keys at positions >= kv_lengths[b] are hidden.
+    return_lse: also return the log-sum-exp of the visible scores [B, T, N] (-inf when nothing is visible).
+  Returns:
+    [B, T, N, H] (and the lse when asked).
+  """
+  if impl not in ("auto", "reference"):
+    raise ShapeError(f"block_sparse_attention here has impls 'auto' and 'reference', got {impl!r}")
+  b, t, n, h = q.shape
+  kh, s_len = k.shape[1], k.shape[2]
+  if block_indices.shape[:2] != (b, kh) or block_counts.shape != (b, kh):
+    raise ShapeError(f"block_indices {block_indices.shape} / block_counts {block_counts.shape} must be [B, K, M] / "
+                     f"[B, K] with B={b}, K={kh}")
+  scale = 1.0 / math.sqrt(h) if scale is None else scale
+  sel = Selection(block_indices, block_counts, block_size)
+  pos = sel.positions()                                                   # [B, K, M*C]
+  kv_pos = jnp.where(sel.valid() & (pos < s_len), pos, _FAR)
+  idx = jnp.clip(pos, 0, s_len - 1)[..., None]
+  kg = jnp.take_along_axis(k, idx, axis=2).astype(q.dtype)               # [B, K, M*C, H]
+  vg = jnp.take_along_axis(v, idx, axis=2).astype(q.dtype)
+  # Each kv head's gathered keys sit at their own positions: one causal masked pass per kv head, the query at
+  # position kv_lengths - 1 (hiding unwritten and padding entries, which sit at _FAR).
+  last = (_FAR - 1) * jnp.ones((b,), jnp.int32) if kv_lengths is None else kv_lengths.astype(jnp.int32) - 1
+  q_pos = jnp.broadcast_to(last[:, None], (b, t))
+
+  def one_head(qk, kk, vk, pk):  # [B, T, G, H], [B, M*C, H], [B, M*C, H], [B, M*C]
+    mask = MaskSpec(causal=True, q_positions=q_pos, kv_positions=pk)
+    return attention_reference(qk, kk[:, :, None], vk[:, :, None], mask, scale=scale, softcap=softcap,
+                               return_lse=True)
+
+  out, lse = jax.vmap(one_head, in_axes=(2, 1, 1, 1), out_axes=(2, 2))(
+      q.reshape(b, t, kh, n // kh, h), kg, vg, kv_pos)                     # [B, T, K, G, H], [B, T, K, G]
+  out, lse = out.reshape(b, t, n, h), lse.reshape(b, t, n)
+  return (out, lse) if return_lse else out
+
+
+def attend_selection(q, k, v, sel: Selection, kv_lengths, *, softcap: float | None = None):
+  """Attention over a selection, per kv head (Hs = K) or per query head (Hs = N).
+
+  A per-query-head selection runs as G calls with one query head per kv head (group g: query heads k*G + g), so
+  the block-sparse kernel needs no second layout.
+
+  Args:
+    q: [B, T, N, H].  k, v: [B, K, S, H].  sel: the selection.  kv_lengths: [B] filled positions.
+  Returns:
+    (out [B, T, N, H], lse [B, T, N]).
+  """
+  b, t, n, h = q.shape
+  kh = k.shape[1]
+  hs = sel.indices.shape[1]
+  call = lambda qq, idx, cnt: block_sparse_attention(  # noqa: E731
+      qq, k, v, idx, cnt, block_size=sel.block_size, softcap=softcap, kv_lengths=kv_lengths, return_lse=True)
+  if hs == kh:
+    return call(q, sel.indices, sel.counts)
+  if hs != n:
+    raise ShapeError(f"a selection has one row per kv head (K={kh}) or per query head (N={n}), got {hs}")
+  g = n // kh
+  qg = q.reshape(b, t, kh, g, h)
+  idx = sel.indices.reshape(b, kh, g, -1)
+  cnt = sel.counts.reshape(b, kh, g)
+  parts = [call(qg[:, :, :, j], idx[:, :, j], cnt[:, :, j]) for j in range(g)]
+  out = jnp.stack([p[0] for p in parts], axis=3).reshape(b, t, n, h)
+  lse = jnp.stack([p[1] for p in parts], axis=3).reshape(b, t, n)
+  return out, lse
