@@ -15,12 +15,19 @@ from __future__ import annotations
 import jax
 
 import pallas_kernels.flash_attention as fa
+from lcjax.errors import ShapeError
 from lcjax.ops.attention import ATTENTION_IMPLS
 from lcjax.ops.mask import MaskSpec, token_layout
 
 
 def mask_arrays(mask: MaskSpec, batch: int, q_len: int, kv_len: int) -> dict:
-  """A `MaskSpec` as the kernels' keyword arguments (static pattern plus per-token int32 arrays)."""
+  """A `MaskSpec` as the kernels' keyword arguments (static pattern plus per-token int32 arrays).
+
+  Raises `ShapeError` for LongGen's `sparse_blocks` pattern, which the flash kernels do not implement (the kernels'
+  liveness table covers causal/window/sink/segment masks only): use impl='xla_blockwise' or 'reference'."""
+  if mask.sparse_blocks is not None:
+    raise ShapeError(f"the Pallas flash kernels do not take a sparse_blocks mask {mask.sparse_blocks!r}; use "
+                     "impl='xla_blockwise' or 'reference' for LongGen's pattern")
   q_pos, q_seg, kv_pos, kv_seg = token_layout(mask, batch, q_len, kv_len)
   return dict(causal=mask.causal, window=mask.window, sink=mask.sink, q_positions=q_pos, q_segment_ids=q_seg,
               kv_positions=kv_pos, kv_segment_ids=kv_seg)

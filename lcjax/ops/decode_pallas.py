@@ -24,9 +24,9 @@ def _decode_impl(target: str):
   def impl(q, k, v, mask: MaskSpec, *, scale: float, softcap: float | None = None, block_size: int = 128,
            num_splits: int | None = None, interpret: bool = False):
     """Pallas split-K decode: q [B, T, N, H], cache [B, K, S, H] -> [B, T, N, H]."""
-    if mask.q_segment_ids is not None or mask.kv_positions is not None:
+    if mask.q_segment_ids is not None or mask.kv_positions is not None or mask.sparse_blocks is not None:
       raise ShapeError(f"decode impl pallas_{target} takes causal/window/sink masks with q_positions only; got "
-                       "segment ids or kv_positions (use impl='xla_splitk' or 'reference')")
+                       "segment ids, kv_positions or sparse_blocks (use impl='xla_splitk' or 'reference')")
     return da.decode_attention(q, k, v, target=target, q_positions=mask.q_positions, causal=mask.causal,
                                window=mask.window, sink=mask.sink, block_size=block_size, scale=scale,
                                softcap=softcap, num_splits=num_splits, interpret=interpret)

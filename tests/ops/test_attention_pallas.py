@@ -59,3 +59,13 @@ def test_pallas_decode_rejects_document_masks():
   with pytest.raises(ShapeError, match="segment ids"):
     decode(q, jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2), mask=MaskSpec(q_segment_ids=seg, kv_segment_ids=seg),
            impl="pallas_triton", interpret=True)
+
+
+def test_pallas_kernels_reject_longgen_sparse_blocks():
+  """LongGen's block pattern is not in the kernels' liveness table: they raise instead of ignoring it."""
+  q, k, v = _qkv()
+  sparse = MaskSpec(sparse_blocks=(4, 1, 2))
+  with pytest.raises(ShapeError, match="sparse_blocks.*xla_blockwise"):
+    attention(q, k, v, mask=sparse, impl="pallas_triton", interpret=True)
+  with pytest.raises(ShapeError, match="sparse_blocks"):
+    decode(q[:, :1], jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2), mask=sparse, impl="pallas_triton", interpret=True)
