@@ -17,7 +17,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from benchmarks.results import machine_line, write_section
+from benchmarks.results import best_seconds, compiled_peak_bytes, machine_line, write_section
 from lcjax.ops import CAUSAL, attention
 
 B, N, K, H = 1, 2, 1, 64
@@ -43,17 +43,10 @@ def _grad(fn):
 def measure(fn, args, repeats: int, max_bytes: float) -> dict:
   """Compiles `fn`, reads its peak memory and, if it fits `max_bytes`, times it."""
   compiled = jax.jit(fn).lower(*args).compile()
-  mem = compiled.memory_analysis()
-  peak = mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes - mem.alias_size_in_bytes
+  peak = compiled_peak_bytes(compiled)
   if peak > max_bytes:
     return {"seconds": None, "peak_mib": peak / 2**20}
-  jax.block_until_ready(compiled(*args))
-  best = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(compiled(*args))
-    best = min(best, time.perf_counter() - start)
-  return {"seconds": best, "peak_mib": peak / 2**20}
+  return {"seconds": best_seconds(compiled, args, repeats), "peak_mib": peak / 2**20}
 
 
 def run(lengths, repeats: int, max_gib: float, grad_up_to: int) -> list[dict]:

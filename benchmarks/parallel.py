@@ -29,7 +29,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from benchmarks.results import machine_line, write_section  # noqa: E402
+from benchmarks.results import best_seconds, compiled_peak_bytes, machine_line, write_section  # noqa: E402
 from lcjax.config import MeshConfig, ModelConfig  # noqa: E402
 from lcjax.models.build import init_model  # noqa: E402
 from lcjax.ops import MaskSpec, attention  # noqa: E402
@@ -58,15 +58,8 @@ def collective_bytes(hlo: str) -> int:
 def measure(fn, args, repeats: int) -> dict:
   """Compile, run once, then time `repeats` runs (best); memory and communication from the compiled module."""
   compiled = fn.lower(*args).compile()
-  mem = compiled.memory_analysis()
-  peak = mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes - mem.alias_size_in_bytes
-  jax.block_until_ready(compiled(*args))
-  best = float("inf")
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(compiled(*args))
-    best = min(best, time.perf_counter() - t0)
-  return {"seconds": best, "peak_mib": peak / 2**20, "comm_mib": collective_bytes(compiled.as_text()) / 2**20}
+  return {"seconds": best_seconds(compiled, args, repeats), "peak_mib": compiled_peak_bytes(compiled) / 2**20,
+          "comm_mib": collective_bytes(compiled.as_text()) / 2**20}
 
 
 def long_tail(n: int, max_len: int, seed: int = 0) -> np.ndarray:

@@ -32,3 +32,24 @@ def write_section(key: str, title: str, body: str) -> None:
   text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
   with open(RESULTS, "w") as f:
     f.write(text)
+
+
+def compiled_peak_bytes(compiled) -> int:
+  """Peak memory XLA reports for a compiled call: arguments + outputs + temporaries, less aliased buffers."""
+  mem = compiled.memory_analysis()
+  return mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes - mem.alias_size_in_bytes
+
+
+def best_seconds(compiled, args, repeats: int) -> float:
+  """Runs `compiled(*args)` once to warm up, then returns the best wall time of `repeats` runs."""
+  import time
+
+  import jax
+
+  jax.block_until_ready(compiled(*args))
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(compiled(*args))
+    best = min(best, time.perf_counter() - start)
+  return best
