@@ -56,9 +56,53 @@ class Selection:
     return jnp.repeat(ok, self.block_size, axis=-1)
 
 
+def take_rows(x, positions):
+  """x [B, K, S, H] at positions [B, K, P] (in range) -> [B, K, P, H]: the device-resident gather."""
+  return jnp.take_along_axis(x, positions[..., None], axis=2)
+
+
+def attend_rows(q, k_rows, v_rows, kv_pos, kv_lengths=None, *, scale: float | None = None,
+                softcap: float | None = None):
+  """Attention of q over gathered keys at their own positions, one masked pass per kv head.
+
+  Args:
+    q: [B, T, N, H].  k_rows, v_rows: [B, K, P, H] keys/values in any order.  kv_pos: [B, K, P] int32 their
+    positions (_FAR or any position >= kv_lengths: hidden).  kv_lengths: optional [B].
+  Returns:
+    (out [B, T, N, H], lse [B, T, N]).
+  """
+  b, t, n, h = q.shape
+  kh = k_rows.shape[1]
+  scale = 1.0 / math.sqrt(h) if scale is None else scale
+  # the query sits at position kv_lengths - 1 under a causal mask: later (unwritten, padding) entries are hidden
+  last = (_FAR - 1) * jnp.ones((b,), jnp.int32) if kv_lengths is None else kv_lengths.astype(jnp.int32) - 1
+  q_pos = jnp.broadcast_to(last[:, None], (b, t))
+
+  def one_head(qk, kk, vk, pk):  # [B, T, G, H], [B, P, H], [B, P, H], [B, P]
+    mask = MaskSpec(causal=True, q_positions=q_pos, kv_positions=pk)
+    return attention_reference(qk, kk[:, :, None].astype(q.dtype), vk[:, :, None].astype(q.dtype), mask,
+                               scale=scale, softcap=softcap, return_lse=True)
+
+  out, lse = jax.vmap(one_head, in_axes=(2, 1, 1, 1), out_axes=(2, 2))(
+      q.reshape(b, t, kh, n // kh, h), k_rows, v_rows, kv_pos)               # [B, T, K, G, H], [B, T, K, G]
+  return out.reshape(b, t, n, h), lse.reshape(b, t, n)
+
+
+def gather_blocks(k, v, block_indices, block_counts, block_size: int, take=take_rows):
+  """The selected blocks of a heads-major cache, gathered: (k_rows, v_rows [B, K, M*C, H], positions [B, K, M*C]
+  with _FAR at padding entries). `take(x, positions)` reads rows (device-resident by default; a host tier's gather
+  moves only these rows)."""
+  s_len = k.shape[2]
+  sel = Selection(block_indices, block_counts, block_size)
+  pos = sel.positions()                                                   # [B, K, M*C]
+  kv_pos = jnp.where(sel.valid() & (pos < s_len), pos, _FAR)
+  idx = jnp.clip(pos, 0, s_len - 1)
+  return take(k, idx), take(v, idx), kv_pos
+
+
 def block_sparse_attention(q, k, v, block_indices, block_counts, *, block_size: int, impl: str = "auto",
                            scale: float | None = None, softcap: float | None = None, kv_lengths=None,
-                           return_lse: bool = False):
+                           return_lse: bool = False, take=take_rows):
   """Attention of a few queries over selected key blocks of a heads-major cache (pure-jnp gather).
 
   Args:
@@ -66,40 +110,22 @@ def block_sparse_attention(q, k, v, block_indices, block_counts, *, block_size: 
     block_size: C.  impl: only "auto"/"reference" here (the kernels replace this function).
     kv_lengths: optional [B]; keys at positions >= kv_lengths[b] are hidden.
     return_lse: also return the log-sum-exp of the visible scores [B, T, N] (-inf when nothing is visible).
+    take: the row gather (`take_rows`, or a host tier's).
   Returns:
     [B, T, N, H] (and the lse when asked).
   """
   if impl not in ("auto", "reference"):
     raise ShapeError(f"block_sparse_attention here has impls 'auto' and 'reference', got {impl!r}")
-  b, t, n, h = q.shape
-  kh, s_len = k.shape[1], k.shape[2]
+  b, kh = q.shape[0], k.shape[1]
   if block_indices.shape[:2] != (b, kh) or block_counts.shape != (b, kh):
     raise ShapeError(f"block_indices {block_indices.shape} / block_counts {block_counts.shape} must be [B, K, M] / "
                      f"[B, K] with B={b}, K={kh}")
-  scale = 1.0 / math.sqrt(h) if scale is None else scale
-  sel = Selection(block_indices, block_counts, block_size)
-  pos = sel.positions()                                                   # [B, K, M*C]
-  kv_pos = jnp.where(sel.valid() & (pos < s_len), pos, _FAR)
-  idx = jnp.clip(pos, 0, s_len - 1)[..., None]
-  kg = jnp.take_along_axis(k, idx, axis=2).astype(q.dtype)               # [B, K, M*C, H]
-  vg = jnp.take_along_axis(v, idx, axis=2).astype(q.dtype)
-  # Each kv head's gathered keys sit at their own positions: one causal masked pass per kv head, the query at
-  # position kv_lengths - 1 (hiding unwritten and padding entries, which sit at _FAR).
-  last = (_FAR - 1) * jnp.ones((b,), jnp.int32) if kv_lengths is None else kv_lengths.astype(jnp.int32) - 1
-  q_pos = jnp.broadcast_to(last[:, None], (b, t))
-
-  def one_head(qk, kk, vk, pk):  # [B, T, G, H], [B, M*C, H], [B, M*C, H], [B, M*C]
-    mask = MaskSpec(causal=True, q_positions=q_pos, kv_positions=pk)
-    return attention_reference(qk, kk[:, :, None], vk[:, :, None], mask, scale=scale, softcap=softcap,
-                               return_lse=True)
-
-  out, lse = jax.vmap(one_head, in_axes=(2, 1, 1, 1), out_axes=(2, 2))(
-      q.reshape(b, t, kh, n // kh, h), kg, vg, kv_pos)                     # [B, T, K, G, H], [B, T, K, G]
-  out, lse = out.reshape(b, t, n, h), lse.reshape(b, t, n)
+  k_rows, v_rows, kv_pos = gather_blocks(k, v, block_indices, block_counts, block_size, take)
+  out, lse = attend_rows(q, k_rows, v_rows, kv_pos, kv_lengths, scale=scale, softcap=softcap)
   return (out, lse) if return_lse else out
 
 
-def attend_selection(q, k, v, sel: Selection, kv_lengths, *, softcap: float | None = None):
+def attend_selection(q, k, v, sel: Selection, kv_lengths, *, softcap: float | None = None, take=take_rows):
   """Attention over a selection, per kv head (Hs = K) or per query head (Hs = N).
 
   A per-query-head selection runs as G calls with one query head per kv head (group g: query heads k*G + g), so
@@ -107,6 +133,7 @@ def attend_selection(q, k, v, sel: Selection, kv_lengths, *, softcap: float | No
 
   Args:
     q: [B, T, N, H].  k, v: [B, K, S, H].  sel: the selection.  kv_lengths: [B] filled positions.
+    take: the row gather (see `gather_blocks`).
   Returns:
     (out [B, T, N, H], lse [B, T, N]).
   """
@@ -114,7 +141,8 @@ def attend_selection(q, k, v, sel: Selection, kv_lengths, *, softcap: float | No
   kh = k.shape[1]
   hs = sel.indices.shape[1]
   call = lambda qq, idx, cnt: block_sparse_attention(  # noqa: E731
-      qq, k, v, idx, cnt, block_size=sel.block_size, softcap=softcap, kv_lengths=kv_lengths, return_lse=True)
+      qq, k, v, idx, cnt, block_size=sel.block_size, softcap=softcap, kv_lengths=kv_lengths, return_lse=True,
+      take=take)
   if hs == kh:
     return call(q, sel.indices, sel.counts)
   if hs != n:

@@ -98,7 +98,12 @@ class SpeContext(KVMethod):
 
 
 def install(cache: KVCache, sel: Selection) -> tuple[KVCache, jax.Array]:
-  """Puts a selection into every layer's index. Returns (cache, moved [B]: tokens not in the previous selection)."""
+  """Puts a selection into every layer's index. Returns (cache, moved [B]: tokens not in the previous selection).
+
+  Layers with their own `install` (host-tier working sets, `lcjax.memory.method_offload.ElasticLayerKV`) load the
+  missing tokens there."""
+  if hasattr(type(cache.layers[0]), "install"):
+    return type(cache.layers[0]).install(cache, sel)
   old = cache.layers[0].index
   s = cache.max_len
   as_set = lambda idx, cnt: as_mask(idx, jnp.arange(idx.shape[-1]) < cnt[..., None], s)  # noqa: E731

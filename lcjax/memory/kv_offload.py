@@ -37,6 +37,16 @@ def _write_heads_major(cache, new, rows, heads, slots):
   return cache.at[rows, heads, slots].set(jnp.swapaxes(new, 1, 2).astype(cache.dtype), mode="drop")
 
 
+def host_write(host: jax.Array, new: jax.Array, start: jax.Array) -> jax.Array:
+  """Writes new [B, T, K, H] at each row's contiguous positions start[b] + [0, T) into a host-memory-kind cache
+  [B, K, S, H] (one host-side dynamic_update_slice per row; B is small at decode). Returns the host array."""
+  new = jnp.swapaxes(new, 1, 2).astype(host.dtype)  # [B, K, T, H]
+  for row in range(new.shape[0]):
+    piece = jax.device_put(new[row:row + 1], jax.memory.Space.Host)
+    host = jax.lax.dynamic_update_slice(host, piece, (row, 0, start[row], 0))
+  return host
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class PagedLayerKV:
@@ -106,16 +116,7 @@ class StreamedLayerKV:
 
   def update(self, k: jax.Array, v: jax.Array, positions: jax.Array) -> "StreamedLayerKV":
     """Writes k, v [B, T, K, H] at each row's contiguous positions [B, T] into the host arrays."""
-    start = positions[:, 0]
-
-    def write(host, new):
-      new = jnp.swapaxes(new, 1, 2).astype(host.dtype)  # [B, K, T, H]
-      for row in range(new.shape[0]):  # one host-side dynamic_update_slice per row (B is small at decode)
-        piece = jax.device_put(new[row:row + 1], jax.memory.Space.Host)
-        host = jax.lax.dynamic_update_slice(host, piece, (row, 0, start[row], 0))
-      return host
-
-    return StreamedLayerKV(write(self.k, k), write(self.v, v))
+    return StreamedLayerKV(host_write(self.k, k, positions[:, 0]), host_write(self.v, v, positions[:, 0]))
 
   def attend(self, q: jax.Array, mask: MaskSpec, **kwargs) -> jax.Array:
     """Moves the layer to the device and attends as the dense cache does."""
