@@ -4,7 +4,13 @@ The attention step of KV methods that pick blocks/pages per (batch, kv head): Lo
 Attention, Quest / RetroLM page retrieval, LongHeads chunk selection. Block i of the cache holds keys
 [i * block_size, (i + 1) * block_size); `block_indices[b, k, :block_counts[b, k]]` are the (distinct) blocks kv head
 k of sequence b attends to. Options: `q_positions` [B, T] (causal within the selection when given), `kv_lengths`
-[B] (keys at positions >= length are hidden; default S), `num_splits` (split-K), `interpret`.
+[B] (keys at positions >= length are hidden; default S), `num_splits` (split-K), `interpret`, `return_lse`.
+
+`return_lse=True` returns `(out, lse)`: lse [B, T, N] fp32 is the natural log-sum-exp of the scaled (soft-capped)
+visible scores, -inf (and out 0) for a row that sees no key. Every impl computes it with its softmax: reference and
+xla from the one masked softmax, the Pallas kernels from their final running max / sum, merged across split-K
+parts (`merge_partials`). Sink-KV rescales by a zero-value slot with it: out * sigmoid(lse - s_sink). The lse is
+differentiable (wrt q, k) for the impls with the "grad" cap (reference, xla) only, like the output.
 
 | impl          | platforms | how                                                               |
 |---------------|-----------|-------------------------------------------------------------------|
@@ -23,6 +29,7 @@ k of sequence b attends to. Options: `q_positions` [B, T] (causal within the sel
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -30,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 import pallas_kernels.block_sparse as bs
-from lcjax.errors import ShapeError
+from lcjax.errors import ImplUnavailableError, ShapeError
 from lcjax.ops.attention import check_qkv, resolve_impl
 from lcjax.ops.attention_pallas import hopper_available
 from lcjax.registry import Registry
@@ -44,13 +51,30 @@ AUTO_TABLE: dict[str, tuple[str, ...]] = {
 }
 
 
+def _no_gradient(fn: Callable, name: str) -> Callable:
+  """fn(*arrays), raising a clear error when differentiated (the gather-block kernels have no backward)."""
+
+  @jax.custom_vjp
+  def call(*args):
+    return fn(*args)
+
+  def fwd(*args):
+    raise ImplUnavailableError(f"block-sparse impl {name!r} has no gradient (out or lse); differentiate with "
+                               f"impl='reference' or 'xla'")
+
+  call.defvjp(fwd, lambda res, g: None)
+  return call
+
+
 def _kernel_impl(target: str):
   def impl(q, k, v, block_indices, block_counts, *, block_size, scale, softcap=None, q_positions=None,
-           kv_lengths=None, num_splits=None, interpret=False):
-    """Pallas gather-block kernel: q [B, T, N, H], cache [B, K, S, H] -> [B, T, N, H]."""
-    return bs.block_sparse_attention(q, k, v, block_indices, block_counts, block_size=block_size, target=target,
-                                     q_positions=q_positions, kv_lengths=kv_lengths, scale=scale, softcap=softcap,
-                                     num_splits=num_splits, interpret=interpret)
+           kv_lengths=None, num_splits=None, interpret=False, return_lse=False):
+    """Pallas gather-block kernel: q [B, T, N, H], cache [B, K, S, H] -> [B, T, N, H] (, lse [B, T, N])."""
+    kernel = functools.partial(bs.block_sparse_attention, block_size=block_size, target=target, scale=scale,
+                               softcap=softcap, num_splits=num_splits, interpret=interpret, return_lse=return_lse)
+    run = lambda q, k, v, ids, counts, q_pos, kv_len: kernel(  # noqa: E731
+        q, k, v, ids, counts, q_positions=q_pos, kv_lengths=kv_len)
+    return _no_gradient(run, f"pallas_{target}")(q, k, v, block_indices, block_counts, q_positions, kv_lengths)
 
   impl.__name__ = f"block_sparse_pallas_{target}"
   return impl
@@ -58,15 +82,16 @@ def _kernel_impl(target: str):
 
 @BLOCK_SPARSE_IMPLS.register("reference", caps={"grad": True})
 def block_sparse_reference(q, k, v, block_indices, block_counts, *, block_size, scale, softcap=None,
-                           q_positions=None, kv_lengths=None):
+                           q_positions=None, kv_lengths=None, return_lse=False):
   """Gathers the selected blocks, then one masked softmax: q [B, T, N, H], cache [B, K, S, H] -> [B, T, N, H]."""
   return bs.block_sparse_attention(q, k, v, block_indices, block_counts, block_size=block_size, target="reference",
-                                   q_positions=q_positions, kv_lengths=kv_lengths, scale=scale, softcap=softcap)
+                                   q_positions=q_positions, kv_lengths=kv_lengths, scale=scale, softcap=softcap,
+                                   return_lse=return_lse)
 
 
 @BLOCK_SPARSE_IMPLS.register("xla", caps={"grad": True})
 def block_sparse_xla(q, k, v, block_indices, block_counts, *, block_size, scale, softcap=None, q_positions=None,
-                     kv_lengths=None):
+                     kv_lengths=None, return_lse=False):
   """The whole cache under a block-membership mask (no gather copy): q [B, T, N, H], cache [B, K, S, H]."""
   b, t, n, _ = q.shape
   kv_heads, s = k.shape[1], k.shape[2]
@@ -79,12 +104,12 @@ def block_sparse_xla(q, k, v, block_indices, block_counts, *, block_size, scale,
   keep = jnp.repeat(member, block_size, axis=2)[..., :s] & (pos < kv_len[:, None, None])
   q_pos = bs.default_q_positions(b, t, kv_len) if q_positions is None else q_positions.astype(jnp.int32)
   qr, pr = bs.pack_rows(q, q_pos, kv_heads, (n // kv_heads) * t)
-  out, _ = bs.gathered_reference(qr, pr, k, v, jnp.broadcast_to(pos, (b, kv_heads, s)), keep,
-                                 causal=q_positions is not None, scale=scale, softcap=softcap)
-  return bs.unpack_rows(out, t, n).astype(q.dtype)
+  out, lse = bs.gathered_reference(qr, pr, k, v, jnp.broadcast_to(pos, (b, kv_heads, s)), keep,
+                                   causal=q_positions is not None, scale=scale, softcap=softcap)
+  return bs.unpack_result(out, lse, t, n, q.dtype, return_lse)
 
 
-_CAPS = {"interpretable": True}
+_CAPS = {"grad": False, "interpretable": True}
 BLOCK_SPARSE_IMPLS.register("pallas_triton", _kernel_impl("triton"), platforms=("gpu",), caps=_CAPS,
                             doc="Pallas Triton gather-block kernel, split-K")
 BLOCK_SPARSE_IMPLS.register("pallas_tpu", _kernel_impl("tpu"), platforms=("tpu",), caps=_CAPS,
@@ -112,7 +137,8 @@ def _check(q, k, v, block_indices, block_counts, block_size):
 
 def block_sparse_attention(q: jax.Array, k: jax.Array, v: jax.Array, block_indices: jax.Array,
                            block_counts: jax.Array, *, block_size: int, impl: str = "auto",
-                           scale: float | None = None, softcap: float | None = None, **options) -> jax.Array:
+                           scale: float | None = None, softcap: float | None = None, return_lse: bool = False,
+                           **options) -> jax.Array | tuple[jax.Array, jax.Array]:
   """Attention over per-(batch, kv head) selected key blocks.
 
   Args:
@@ -120,9 +146,10 @@ def block_sparse_attention(q: jax.Array, k: jax.Array, v: jax.Array, block_indic
     block_indices: [B, K, M] int32 selected block ids (padded; the first block_counts are used, distinct).
     block_counts: [B, K] int32 how many of the M are valid.  block_size: keys per block (C).
     impl: "auto" or a name from `BLOCK_SPARSE_IMPLS.names()`.  scale: default 1/sqrt(H).  softcap: logit cap.
-    **options: q_positions [B, T], kv_lengths [B], num_splits, interpret.
+    return_lse: also return the log-sum-exp.  **options: q_positions [B, T], kv_lengths [B], num_splits, interpret.
   Returns:
-    [B, T, N, H] in q's dtype.
+    [B, T, N, H] in q's dtype; with return_lse=True (out, lse [B, T, N] fp32): the log-sum-exp of the scaled
+    (soft-capped) visible scores, -inf where no key is visible (out is 0 there).
   """
   _check(q, k, v, block_indices, block_counts, block_size)
   name = resolve_impl(BLOCK_SPARSE_IMPLS, AUTO_TABLE, impl, options)
@@ -130,4 +157,4 @@ def block_sparse_attention(q: jax.Array, k: jax.Array, v: jax.Array, block_indic
     options.pop("interpret", None)  # "auto" may pick a plain-XLA impl for an interpret=True call
   scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
   return BLOCK_SPARSE_IMPLS.get(name)(q, k, v, block_indices, block_counts, block_size=block_size, scale=scale,
-                                      softcap=softcap, **options)
+                                      softcap=softcap, return_lse=return_lse, **options)

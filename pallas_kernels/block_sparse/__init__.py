@@ -38,15 +38,29 @@ def unpack_rows(out, t: int, n: int):
   return jnp.transpose(out, (0, 3, 1, 2, 4)).reshape(b, t, n, h)
 
 
+def unpack_result(out, lse, t: int, n: int, dtype, return_lse: bool = False):
+  """Packed rows back to heads: out [B, K, R, H] -> [B, T, N, H] in `dtype`, and lse [B, K, R] -> [B, T, N] fp32.
+
+  Returns:
+    out, or (out, lse) with return_lse (lse -inf where a row sees no key; out is 0 there).
+  """
+  out = unpack_rows(out, t, n).astype(dtype)
+  if not return_lse:
+    return out
+  return out, unpack_rows(lse[..., None], t, n)[..., 0].astype(jnp.float32)
+
+
 def gather_blocks(q, q_pos, k_blocks, v_blocks, indices, starts, counts, kv_len, *, target: str, causal=True,
-                  window=None, sink=0, scale=None, softcap=None, num_splits=None, interpret=False):
+                  window=None, sink=0, scale=None, softcap=None, num_splits=None, interpret=False,
+                  return_lse=False):
   """Runs the gather-block kernel of `target` and merges its splits.
 
   Args:
     q: [B, T, N, H].  q_pos: [B, T] int32 query positions.  k_blocks, v_blocks: [Bs, K, NB, C, H].
     indices, starts: [B, K, M] int32 block ids and first positions.  counts: [B, K].  kv_len: [B].
+    return_lse: also return the split-merged log-sum-exp of the visible scores.
   Returns:
-    [B, T, N, H] in q's dtype.
+    [B, T, N, H] in q's dtype; with return_lse (out, lse [B, T, N] fp32, -inf where no key is visible).
   """
   if target not in TARGETS:
     raise ValueError(f"unknown gather-block target {target!r}; known: {sorted(TARGETS)}")
@@ -63,8 +77,8 @@ def gather_blocks(q, q_pos, k_blocks, v_blocks, indices, starts, counts, kv_len,
   args = (jnp.clip(indices, 0, nb - 1).astype(jnp.int32), starts.astype(jnp.int32), counts.astype(jnp.int32),
           kv_len.astype(jnp.int32))
   out, lse = TARGETS[target](qr, pr, k_blocks, v_blocks, *args, cfg=cfg)
-  out, _ = merge_partials(out, lse, axis=2)
-  return unpack_rows(out, t, n).astype(q.dtype)
+  out, lse = merge_partials(out, lse, axis=2)
+  return unpack_result(out, lse, t, n, q.dtype, return_lse)
 
 
 def as_blocks(x, block_size: int):
@@ -84,16 +98,17 @@ def default_q_positions(batch: int, t: int, kv_len):
 
 def block_sparse_attention(q, k, v, block_indices, block_counts, *, block_size: int, target: str,
                            q_positions=None, kv_lengths=None, scale=None, softcap=None, num_splits=None,
-                           interpret=False):
+                           interpret=False, return_lse=False):
   """Attention of q over the selected key blocks of a heads-major cache.
 
   Args:
     q: [B, T, N, H].  k, v: [B, K, S, H].  block_indices: [B, K, M] int32 block ids (the first block_counts
-      distinct).  block_counts: [B, K] int32.  block_size: keys per block (C).  target: "triton", "tpu" or
-      "reference".  q_positions: [B, T] (given: causal within the selection).  kv_lengths: [B] valid keys
-      (default S).  num_splits: split-K parts (default: tuning table).
+      distinct).  block_counts: [B, K] int32.  block_size: keys per block (C).  target: "triton", "tpu",
+      "mosaic_gpu" or "reference".  q_positions: [B, T] (given: causal within the selection).  kv_lengths: [B]
+      valid keys (default S).  num_splits: split-K parts (default: tuning table).  return_lse: also return the
+      log-sum-exp of the scaled (soft-capped) visible scores.
   Returns:
-    [B, T, N, H] in q's dtype.
+    [B, T, N, H] in q's dtype; with return_lse (out, lse [B, T, N] fp32, -inf and out 0 where no key is visible).
   """
   b, t, n, _ = q.shape
   s = k.shape[2]
@@ -102,16 +117,16 @@ def block_sparse_attention(q, k, v, block_indices, block_counts, *, block_size: 
   q_pos = default_q_positions(b, t, kv_len) if q_positions is None else q_positions.astype(jnp.int32)
   if target == "reference":
     qr, pr = pack_rows(q, q_pos, k.shape[1], (n // k.shape[1]) * t)
-    out, _ = block_sparse_reference(qr, pr, as_blocks(k, block_size).reshape(b, k.shape[1], -1, k.shape[3]),
+    out, lse = block_sparse_reference(qr, pr, as_blocks(k, block_size).reshape(b, k.shape[1], -1, k.shape[3]),
                                     as_blocks(v, block_size).reshape(b, k.shape[1], -1, k.shape[3]),
                                     block_indices, block_counts, kv_len, block_size=block_size, causal=causal,
                                     scale=1.0 / math.sqrt(q.shape[-1]) if scale is None else scale, softcap=softcap)
-    return unpack_rows(out, t, n).astype(q.dtype)
+    return unpack_result(out, lse, t, n, q.dtype, return_lse)
   starts = block_indices.astype(jnp.int32) * block_size
   return gather_blocks(q, q_pos, as_blocks(k, block_size), as_blocks(v, block_size), block_indices, starts,
                        block_counts, kv_len, target=target, causal=causal, scale=scale, softcap=softcap,
-                       num_splits=num_splits, interpret=interpret)
+                       num_splits=num_splits, interpret=interpret, return_lse=return_lse)
 
 
 __all__ = ["GatherConfig", "TARGETS", "block_sparse_attention", "block_sparse_reference", "gather_blocks",
-           "gathered_reference", "pack_rows", "unpack_rows"]
+           "gathered_reference", "pack_rows", "unpack_result", "unpack_rows"]

@@ -38,3 +38,33 @@ def assert_close(got, want, dtype):
   tol = dict(atol=2e-5, rtol=2e-5) if dtype == jnp.float32 else dict(atol=3e-2, rtol=3e-2)
   for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(w, np.float32), **tol)
+
+
+def dense_block_sparse(q, k, v, ids, counts, *, block_size, kv_lengths, q_positions=None, softcap=None):
+  """Block-sparse attention as a dense masked softmax over the whole cache (the oracle of out and lse).
+
+  Args:
+    q: [B, T, N, H].  k, v: [B, K, S, H].  ids: [B, K, M] block ids (first `counts` [B, K] valid).
+    kv_lengths: [B].  q_positions: [B, T] (given: causal).  softcap: logit cap.
+  Returns:
+    (out [B, T, N, H], lse [B, T, N]) fp32; rows that see no key give 0 and -inf.
+  """
+  b, t, n, h = q.shape
+  kv_heads, s = k.shape[1], k.shape[2]
+  member = jnp.zeros((b, kv_heads, -(-s // block_size)), bool).at[
+      jnp.arange(b)[:, None, None], jnp.arange(kv_heads)[None, :, None], ids].max(
+          jnp.arange(ids.shape[2]) < counts[..., None])
+  pos = jnp.arange(s)
+  ok = jnp.repeat(member, block_size, axis=2)[:, :, None, :s] & (pos < kv_lengths[:, None, None, None])
+  if q_positions is not None:
+    ok &= pos <= q_positions[:, None, :, None]                       # [B, K, T, S]
+  ok = jnp.repeat(ok, n // kv_heads, axis=1)                          # [B, N, T, S]
+  scores = jnp.einsum("btnh,bnsh->bnts", q, jnp.repeat(k, n // kv_heads, axis=1)) / np.sqrt(h)
+  if softcap is not None:
+    scores = softcap * jnp.tanh(scores / softcap)
+  scores = jnp.where(ok, scores, -1e30)
+  lse = jax.nn.logsumexp(scores, axis=-1, keepdims=True)
+  out = jnp.einsum("bnts,bnsh->btnh", jnp.where(ok, jnp.exp(scores - lse), 0.0),
+                   jnp.repeat(v, n // kv_heads, axis=1))
+  lse = jnp.where(ok.any(-1), lse[..., 0], -jnp.inf)
+  return out, jnp.transpose(lse, (0, 2, 1))

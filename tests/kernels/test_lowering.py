@@ -48,9 +48,11 @@ def test_decode_paged_and_block_sparse_lower(target):
   ids, counts = jnp.zeros((b, k, 8), jnp.int32), jnp.full((b, k), 8, jnp.int32)
   assert _lower(lambda q, c_: decode_attention(q, c_, c_, target=target, kv_lengths=lengths), target, q, cache) == 1
   assert _lower(lambda q, p: paged_decode_attention(q, p, p, table, lengths, target=target), target, q, pages) == 1
-  sparse = lambda q, c_: block_sparse_attention(q, c_, c_, ids, counts, block_size=c, target=target,  # noqa: E731
-                                                q_positions=(lengths - 1)[:, None])
+  sparse = lambda q, c_, lse=False: block_sparse_attention(q, c_, c_, ids, counts, block_size=c,  # noqa: E731
+                                                           target=target, q_positions=(lengths - 1)[:, None],
+                                                           return_lse=lse)
   assert _lower(sparse, target, q, cache) == 1
+  assert _lower(lambda q, c_: sparse(q, c_, lse=True), target, q, cache) == 1
 
 
 def test_triton_exports_with_the_custom_call_check_disabled():

@@ -11,7 +11,7 @@ from lcjax.ops.decode import decode_reference
 from pallas_kernels.block_sparse import block_sparse_attention
 from pallas_kernels.decode_attention import decode_attention, paged_decode_attention
 from pallas_kernels.flash_attention import flash_attention, flash_attention_forward
-from tests.kernels.cases import assert_close, gpu_device, qkv, segments
+from tests.kernels.cases import assert_close, dense_block_sparse, gpu_device, qkv, segments
 
 
 @pytest.mark.parametrize("t,s,n,k,h,mask,softcap", [
@@ -90,12 +90,34 @@ def test_mosaic_gather_kernels_match_references():
     assert_close(got, want, jnp.bfloat16)
 
 
+def test_mosaic_block_sparse_lse_matches_dense():
+  """return_lse in the GPU interpreter: split-K merged lse, an empty kv head and a query before its blocks."""
+  q, cache, v_cache = qkv(2, 2, 200, 4, 2, 64, jnp.bfloat16, seed=8, heads_major_cache=True)
+  ids, counts = jnp.asarray([[[2, 0, 1], [1, 2, 0]], [[0, 3, 1], [1, 0, 2]]], jnp.int32), jnp.asarray([[3, 0], [1, 2]])
+  kw = dict(block_size=64, q_positions=jnp.asarray([[150, 151], [30, 61]]), kv_lengths=jnp.asarray([170, 70]),
+            softcap=5.0)
+  with gpu_device():
+    out, lse = jax.jit(lambda: block_sparse_attention(q, cache, v_cache, ids, counts, target="mosaic_gpu",
+                                                      num_splits=2, interpret=True, return_lse=True, **kw))()
+  f32 = lambda x: x.astype(jnp.float32)  # noqa: E731
+  want_out, want_lse = dense_block_sparse(f32(q), f32(cache), f32(v_cache), ids, counts, **kw)
+  assert np.isneginf(want_lse).sum() == 4  # batch 0's kv head 1 selects nothing
+  np.testing.assert_array_equal(np.isneginf(lse), np.isneginf(want_lse))
+  np.testing.assert_allclose(lse, want_lse, atol=1e-5, rtol=1e-5)  # fp32 scores of the bf16 inputs
+  assert_close(out, want_out, jnp.bfloat16)  # P is rounded to bf16 for the P V wgmma
+  assert not np.asarray(f32(out))[np.isneginf(want_lse)].any()
+
+
 def test_mosaic_gather_kernel_lowers_for_cuda():
   q = jnp.zeros((2, 1, 8, 128), jnp.bfloat16)
   cache = jnp.zeros((2, 2, 4096, 128), jnp.bfloat16)
   ids, counts = jnp.zeros((2, 2, 16), jnp.int32), jnp.full((2, 2), 16, jnp.int32)
   sparse = lambda q, c: block_sparse_attention(q, c, c, ids, counts, block_size=128, target="mosaic_gpu")  # noqa
   dense = lambda q, c: decode_attention(q, c, c, target="mosaic_gpu", kv_lengths=jnp.asarray([4000, 9]))  # noqa
-  for fn in (sparse, dense):
+  sparse_lse = lambda q, c: block_sparse_attention(q, c, c, ids, counts, block_size=128, target="mosaic_gpu",  # noqa
+                                                   kv_lengths=jnp.asarray([4000, 9]), num_splits=4, return_lse=True)
+  for fn in (sparse, dense, sparse_lse):
     assert jax.jit(fn).trace(q, cache).lower(lowering_platforms=("cuda",)).as_text().count(
         "custom_call @mosaic_gpu") == 1
+  out, lse = jax.eval_shape(sparse_lse, q, cache)
+  assert (out.shape, out.dtype, lse.shape, lse.dtype) == (q.shape, q.dtype, q.shape[:3], jnp.float32)

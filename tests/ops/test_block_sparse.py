@@ -1,4 +1,5 @@
-"""`ops.block_sparse_attention`: impls agree, full selection equals dense decode, errors name the bad value."""
+"""`ops.block_sparse_attention`: impls agree, full selection equals dense decode, return_lse equals a dense masked
+softmax (out, lse, grads), errors name the bad value."""
 
 import jax
 import jax.numpy as jnp
@@ -7,6 +8,8 @@ import pytest
 
 from lcjax.errors import ImplUnavailableError, ShapeError
 from lcjax.ops import BLOCK_SPARSE_IMPLS, MaskSpec, block_sparse_attention, decode
+from pallas_kernels.tpu_interpret import reset_on_failure
+from tests.kernels.cases import dense_block_sparse
 
 B, T, N, K, H, S, C = 2, 2, 4, 2, 16, 40, 8
 
@@ -74,3 +77,62 @@ def test_bad_inputs_raise_shape_errors():
   with pytest.raises(ShapeError, match="heads-major"):
     block_sparse_attention(q, k[0], v[0], ids, counts, block_size=C)
 
+
+
+def _lse_case(positions):
+  """Inputs where (b=0, kv head 1) selects nothing and b=1's first query sees no key (its blocks are later)."""
+  q, k, v, _, _ = _inputs(2)
+  ids = jnp.asarray([[[0, 2, 3, 4], [1, 0, 0, 0]], [[4, 0, 0, 0], [3, 1, 2, 0]]], jnp.int32)
+  counts = jnp.asarray([[4, 0], [1, 3]], jnp.int32)
+  kw = dict(block_size=C, softcap=3.0, kv_lengths=jnp.asarray([37, 38]))
+  if positions:
+    kw["q_positions"] = jnp.asarray([[30, 36], [7, 33]])  # b=1, t=0 at 7: before every selected key of both heads
+  return (q, k, v, ids, counts), kw
+
+
+@pytest.mark.parametrize("impl,splits,positions", [
+    ("reference", None, False), ("reference", None, True), ("xla", None, False), ("xla", None, True),
+    ("pallas_triton", 3, False), ("pallas_triton", 3, True), ("pallas_tpu", 2, True)])
+def test_return_lse_matches_dense_masked_softmax(impl, splits, positions):
+  """out and lse (split-K merged) equal a dense masked softmax; rows that see no key give out 0 and lse -inf."""
+  args, kw = _lse_case(positions)
+  options = dict(interpret=True, num_splits=splits) if impl.startswith("pallas") else {}
+  run = lambda lse: jax.jit(lambda *a: block_sparse_attention(*a, impl=impl, return_lse=lse, **kw, **options))  # noqa
+  with reset_on_failure():
+    (out, lse), plain = run(True)(*args), run(False)(*args)
+  want_out, want_lse = dense_block_sparse(*args, **kw)
+  assert lse.dtype == jnp.float32 and lse.shape == (B, T, N)
+  empty = np.isneginf(np.asarray(want_lse))
+  assert empty[0, :, 2:].all() and empty.sum() == (8 if positions else 4)  # the empty head (and query 7: 4 heads)
+  np.testing.assert_array_equal(np.isneginf(lse), empty)
+  np.testing.assert_allclose(lse, want_lse, atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(out, want_out, atol=1e-5, rtol=1e-5)
+  assert not np.asarray(out)[empty].any()
+  np.testing.assert_array_equal(out, plain)  # the default call returns the same output alone
+
+
+@pytest.mark.parametrize("impl", ["reference", "xla"])
+def test_return_lse_grads_match_dense(impl):
+  """The impls with the grad cap differentiate out and lse wrt q, k, v (zero through empty rows)."""
+  args, kw = _lse_case(True)
+  w = jax.random.normal(jax.random.PRNGKey(5), (B, T, N))
+
+  def loss(fn):
+    def f(q, k, v):
+      out, lse = fn(q, k, v)
+      return jnp.sum(jnp.sin(out)) + jnp.sum(jnp.where(jnp.isfinite(lse), lse * w, 0.0))
+    return jax.jit(jax.grad(f, argnums=(0, 1, 2)))(*args[:3])
+
+  got = loss(lambda q, k, v: block_sparse_attention(q, k, v, *args[3:], impl=impl, return_lse=True, **kw))
+  want = loss(lambda q, k, v: dense_block_sparse(q, k, v, *args[3:], **kw))
+  for g, x in zip(got, want):
+    assert np.isfinite(g).all()
+    np.testing.assert_allclose(g, x, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("impl", ["pallas_triton", "pallas_tpu"])
+def test_kernel_impls_refuse_gradients_clearly(impl):
+  args, kw = _lse_case(False)
+  fn = lambda q: block_sparse_attention(q, *args[1:], impl=impl, interpret=True, return_lse=True, **kw)[1]  # noqa
+  with pytest.raises(ImplUnavailableError, match=f"'{impl}' has no gradient"):
+    jax.grad(lambda q: jnp.sum(fn(q)))(args[0])  # raised while tracing the forward: no kernel runs
