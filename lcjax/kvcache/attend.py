@@ -7,11 +7,11 @@ selections) a decode query attends to:
   counts  [B, Hs]    int32,
   Hs = K (one selection per kv head, shared by its G query heads) or N (one per query head, LongHeads).
 
-`block_sparse_attention` has the signature of `lcjax.ops.block_sparse.block_sparse_attention` (the Pallas kernels'
-dispatch API, written on another branch); at merge time the one call in `attend_selection` switches to it. Here it is
-the pure-jnp gather: the selected blocks are gathered into [B, K, M*C, H] and attended in one masked pass.
-Two keyword options go beyond the kernel's signature: `kv_lengths` (keys at positions >= kv_lengths[b] are hidden:
-the partly written last block) and `return_lse` (Sink-KV's zero-value slot rescales the output by the lse).
+A device-resident cache attends through `lcjax.ops.block_sparse.block_sparse_attention` (the Pallas kernels'
+dispatch: reference gather on CPU, Triton / Mosaic GPU / TPU kernels elsewhere; `impl` picks one), with `kv_lengths`
+(hide the partly written last block) and `return_lse` (Sink-KV rescales by a zero-value slot). A cache whose rows
+live elsewhere (a host tier) passes its own row gather `take`: the selection's rows are gathered (`gather_blocks`)
+and attended at their positions (`attend_rows`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-from lcjax.errors import ShapeError
+from lcjax.errors import ConfigError, ShapeError
 from lcjax.ops.attention_reference import attention_reference
+from lcjax.ops.block_sparse import block_sparse_attention
 from lcjax.ops.mask import MaskSpec
 
 _FAR = 2**30  # position of padding entries: after every query, so the causal mask hides them
@@ -100,32 +101,8 @@ def gather_blocks(k, v, block_indices, block_counts, block_size: int, take=take_
   return take(k, idx), take(v, idx), kv_pos
 
 
-def block_sparse_attention(q, k, v, block_indices, block_counts, *, block_size: int, impl: str = "auto",
-                           scale: float | None = None, softcap: float | None = None, kv_lengths=None,
-                           return_lse: bool = False, take=take_rows):
-  """Attention of a few queries over selected key blocks of a heads-major cache (pure-jnp gather).
-
-  Args:
-    q: [B, T, N, H].  k, v: [B, K, S, H].  block_indices: [B, K, M] int32.  block_counts: [B, K] int32.
-    block_size: C.  impl: only "auto"/"reference" here (the kernels replace this function).
-    kv_lengths: optional [B]; keys at positions >= kv_lengths[b] are hidden.
-    return_lse: also return the log-sum-exp of the visible scores [B, T, N] (-inf when nothing is visible).
-    take: the row gather (`take_rows`, or a host tier's).
-  Returns:
-    [B, T, N, H] (and the lse when asked).
-  """
-  if impl not in ("auto", "reference"):
-    raise ShapeError(f"block_sparse_attention here has impls 'auto' and 'reference', got {impl!r}")
-  b, kh = q.shape[0], k.shape[1]
-  if block_indices.shape[:2] != (b, kh) or block_counts.shape != (b, kh):
-    raise ShapeError(f"block_indices {block_indices.shape} / block_counts {block_counts.shape} must be [B, K, M] / "
-                     f"[B, K] with B={b}, K={kh}")
-  k_rows, v_rows, kv_pos = gather_blocks(k, v, block_indices, block_counts, block_size, take)
-  out, lse = attend_rows(q, k_rows, v_rows, kv_pos, kv_lengths, scale=scale, softcap=softcap)
-  return (out, lse) if return_lse else out
-
-
-def attend_selection(q, k, v, sel: Selection, kv_lengths, *, softcap: float | None = None, take=take_rows):
+def attend_selection(q, k, v, sel: Selection, kv_lengths, *, softcap: float | None = None, impl: str = "auto",
+                     take=None):
   """Attention over a selection, per kv head (Hs = K) or per query head (Hs = N).
 
   A per-query-head selection runs as G calls with one query head per kv head (group g: query heads k*G + g), so
@@ -133,16 +110,26 @@ def attend_selection(q, k, v, sel: Selection, kv_lengths, *, softcap: float | No
 
   Args:
     q: [B, T, N, H].  k, v: [B, K, S, H].  sel: the selection.  kv_lengths: [B] filled positions.
-    take: the row gather (see `gather_blocks`).
+    impl: the `ops.block_sparse_attention` impl ("auto", "reference", "xla", "pallas_triton", ...).
+    take: None (device-resident k, v: the ops call), or a row gather `take(x, positions [B, K, P]) -> [B, K, P, H]`
+      for caches held elsewhere (then the gathered rows are attended in jnp, and impl must be "auto").
   Returns:
     (out [B, T, N, H], lse [B, T, N]).
   """
   b, t, n, h = q.shape
   kh = k.shape[1]
   hs = sel.indices.shape[1]
-  call = lambda qq, idx, cnt: block_sparse_attention(  # noqa: E731
-      qq, k, v, idx, cnt, block_size=sel.block_size, softcap=softcap, kv_lengths=kv_lengths, return_lse=True,
-      take=take)
+  if take is not None and impl != "auto":
+    raise ConfigError(f"selection attention over rows gathered from another tier runs in jnp; impl={impl!r} was "
+                      f"asked (use impl='auto', or keep the cache on the device for the block-sparse kernels)")
+
+  def call(qq, idx, cnt):
+    if take is None:
+      return block_sparse_attention(qq, k, v, idx, cnt, block_size=sel.block_size, impl=impl, softcap=softcap,
+                                    kv_lengths=kv_lengths, return_lse=True)
+    k_rows, v_rows, kv_pos = gather_blocks(k, v, idx, cnt, sel.block_size, take)
+    return attend_rows(qq, k_rows, v_rows, kv_pos, kv_lengths, softcap=softcap)
+
   if hs == kh:
     return call(q, sel.indices, sel.counts)
   if hs != n:

@@ -98,9 +98,12 @@ class KVMethod:
 
   Attributes:
     budget: "all", a fraction of the context, or tokens (see `resolve_budget`).
+    impl: the block-sparse attention impl of decode steps (`lcjax.ops.block_sparse.BLOCK_SPARSE_IMPLS`: "auto",
+      "reference", "xla", "pallas_triton", "pallas_tpu", "pallas_mosaic_gpu").
   """
 
   budget: Any = "all"
+  impl: str = "auto"
   uses_queries = False  # collect prefill query statistics (A^2ATS's query-aware codebooks)
 
   def init(self, spec: MethodSpec) -> dict:
@@ -239,7 +242,8 @@ class MethodLayerKV:
       return self.method.prefill_attend(self.spec, self.index, self, q, mask, softcap=softcap, **kwargs)
     lengths = mask.q_positions[:, 0] + 1
     sel = self.method.select(self.spec, self.index, q, self.k, lengths)
-    out, lse = attend_selection(q, self.k.astype(q.dtype), self.v.astype(q.dtype), sel, lengths, softcap=softcap)
+    out, lse = attend_selection(q, self.k.astype(q.dtype), self.v.astype(q.dtype), sel, lengths, softcap=softcap,
+                                impl=self.method.impl)
     return self.method.finish(self.spec, self.index, q, out, lse)
 
 

@@ -97,7 +97,8 @@ class HostMethodLayerKV(MethodLayerKV):
       return on_device.attend(q, mask, softcap=softcap, **kwargs)
     lengths = mask.q_positions[:, 0] + 1
     sel = self.method.select(self.spec, self.index, q, self.k, lengths)
-    out, lse = attend_selection(q, self.k, self.v, sel, lengths, softcap=softcap, take=host_take)
+    out, lse = attend_selection(q, self.k, self.v, sel, lengths, softcap=softcap, impl=self.method.impl,
+                                take=host_take)
     return self.method.finish(self.spec, self.index, q, out, lse)
 
 

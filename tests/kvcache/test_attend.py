@@ -1,12 +1,13 @@
-"""Selection attention (the jnp block-sparse gather) equals masked dense attention, forward and gradients."""
+"""Selection attention (the ops block-sparse call, and the gathered-rows path host tiers use) equals masked dense
+attention, forward and gradients."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lcjax.errors import ShapeError
-from lcjax.kvcache.attend import Selection, attend_selection, block_sparse_attention
+from lcjax.errors import ConfigError, ShapeError
+from lcjax.kvcache.attend import Selection, attend_selection, take_rows
 
 B, T, N, K, S, H, C = 2, 1, 4, 2, 40, 8, 4
 
@@ -41,10 +42,11 @@ def _visible(idx, counts, lengths, heads_per_row):
   return jnp.asarray(np.repeat(vis, heads_per_row, axis=1))
 
 
-def test_block_sparse_equals_masked_dense_forward_and_grad():
+@pytest.mark.parametrize("take", [None, take_rows], ids=["ops", "gathered"])
+def test_block_sparse_equals_masked_dense_forward_and_grad(take):
   q, k, v, idx, counts, lengths = _data()
   vis = _visible(idx, counts, lengths, N // K)
-  f = lambda q, k, v: block_sparse_attention(q, k, v, idx, counts, block_size=C, kv_lengths=lengths)  # noqa: E731
+  f = lambda q, k, v: attend_selection(q, k, v, Selection(idx, counts, C), lengths, take=take)[0]  # noqa: E731
   np.testing.assert_allclose(f(q, k, v), _masked_reference(q, k, v, vis), atol=1e-5, rtol=1e-5)
   w = jnp.asarray(np.random.default_rng(1).normal(size=(B, T, N, H)), jnp.float32)
   got = jax.grad(lambda *a: jnp.sum(f(*a) * w), argnums=(0, 1, 2))(q, k, v)
@@ -53,12 +55,13 @@ def test_block_sparse_equals_masked_dense_forward_and_grad():
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
 
 
-def test_lse_and_per_query_head_selection():
+@pytest.mark.parametrize("take", [None, take_rows], ids=["ops", "gathered"])
+def test_lse_and_per_query_head_selection(take):
   q, k, v, _, _, lengths = _data(2)
   r = np.random.default_rng(3)
   idx = jnp.asarray(np.stack([np.stack([r.permutation(S)[:12] for _ in range(N)]) for _ in range(B)]), jnp.int32)
   counts = jnp.asarray(r.integers(1, 13, (B, N)), jnp.int32)
-  out, lse = attend_selection(q, k, v, Selection(idx, counts, 1), lengths)
+  out, lse = attend_selection(q, k, v, Selection(idx, counts, 1), lengths, take=take)
   vis = np.zeros((B, N, S), bool)
   for b in range(B):
     for n in range(N):
@@ -73,7 +76,10 @@ def test_lse_and_per_query_head_selection():
 
 def test_bad_selection_shapes_raise():
   q, k, v, idx, counts, lengths = _data()
-  with pytest.raises(ShapeError, match="block_indices"):
-    block_sparse_attention(q, k, v, idx[:, :1], counts[:, :1], block_size=C)
+  for take in (None, take_rows):
+    with pytest.raises(ShapeError, match="one row per kv head"):
+      attend_selection(q, k, v, Selection(idx[:, :1], counts[:, :1], C), lengths, take=take)
+  with pytest.raises(ConfigError, match="runs in jnp; impl='pallas_triton'"):
+    attend_selection(q, k, v, Selection(idx, counts, C), lengths, impl="pallas_triton", take=take_rows)
   with pytest.raises(ShapeError, match="per kv head"):
     attend_selection(q, k, v, Selection(jnp.zeros((B, 3, 2), jnp.int32), jnp.ones((B, 3), jnp.int32), C), lengths)
