@@ -8,8 +8,14 @@ the same prefilled cache and teacher-forced along the dense tokens (same prefixe
 like; agreement = the method's argmax equals the dense token). Decode tok/s is the forced scan's steps per second
 (compilation excluded), the same work as greedy decode.
 
+Contexts past the model's trained length (SmolLM2: 8192) run with RoPE scaling (`--rope yarn`, factor
+context / trained). `--tier pinned_host` keeps every method's KV in a host memory kind: decode steps gather only
+the selected rows on the host (SpeContext: an elastic device working set loading the selection's difference);
+the "H2D MB/step" column is what crosses the host link per step in that layout (dense: the whole cache, streamed).
+
   .venv/bin/python benchmarks/kv_methods.py [--contexts 4096,8192] [--budgets 0.25,0.125] [--tokens 128]
-      [--methods all] [--peers] [--write] [--plot benchmarks/kv_methods.png]
+      [--methods all] [--rope yarn] [--tier pinned_host] [--peers] [--peer-contexts 8192] [--write]
+      [--plot benchmarks/kv_methods.png]
 """
 
 from __future__ import annotations
@@ -42,13 +48,14 @@ def real_text_prompt(tokenizer, n: int) -> list[int]:
   return ids[:n]
 
 
-def kv_bytes_per_step(cache, spec_dtype_bytes: int = 4) -> tuple[float, float]:
-  """(selected KV bytes, index bytes) read by one decode step, summed over layers, from each layer's selection for
-  a random query (how many keys a method reads does not depend on which)."""
+def kv_bytes_per_step(cache, spec_dtype_bytes: int = 4) -> tuple[float, float, float]:
+  """(selected KV bytes, index bytes, host-tier gather bytes) of one decode step, summed over layers, from each
+  layer's selection for a random query (how many keys a method reads does not depend on which). The gather moves
+  the selection's whole padded M*C rows per head."""
   import jax
   import jax.numpy as jnp
 
-  kv, index = 0.0, 0.0
+  kv, index, gather = 0.0, 0.0, 0.0
   q = jax.random.normal(jax.random.PRNGKey(0), (1, 1, cache.layers[0].spec.num_heads, cache.layers[0].spec.head_dim))
   for layer in cache.layers:
     spec = layer.spec
@@ -58,19 +65,21 @@ def kv_bytes_per_step(cache, spec_dtype_bytes: int = 4) -> tuple[float, float]:
       sel = layer.method.select(spec, layer.index, q, layer.k, cache.lengths)
       per_head = jnp.minimum(sel.counts * sel.block_size, cache.lengths[:, None])
       tokens = float(per_head.sum()) * spec.num_kv_heads / sel.counts.shape[1]
+      gather += sel.indices.size * sel.block_size * 2 * spec.head_dim * spec_dtype_bytes
     kv += tokens * 2 * spec.head_dim * spec_dtype_bytes
     index += sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(layer.index)
                  if x.ndim >= 3 and x.shape[-1] != spec.budget)
-  return kv, index
+  return kv, index, gather
 
 
-def run_context(model, context: int, budgets, methods, steps: int) -> list[dict]:
+def run_context(model, context: int, budgets, methods, steps: int, tier: str = "") -> list[dict]:
   import jax.numpy as jnp
 
   from lcjax.inference.kv_method import MethodGenerator, decode_scan, fidelity
   from lcjax.kvcache import make_method
   from lcjax.kvcache.base import rewrap
   from lcjax.kvcache.specontext import SpeContextRunner
+  from lcjax.memory.method_offload import to_elastic, to_host_method_cache
 
   cfg, graphdef, state = model.cfg, model.graphdef, model.state
   prompt = real_text_prompt(model.tokenizer, context)
@@ -83,9 +92,9 @@ def run_context(model, context: int, budgets, methods, steps: int) -> list[dict]
   dense_cache = rewrap(base, cfg, make_method("dense", budget="all"), context)
   first_token = jnp.argmax(first, -1).astype(jnp.int32)
   dense_tokens, dense_logits, secs = decode_scan(graphdef, state, dense_cache, steps, first=first_token, timed=True)
-  kv, idx = kv_bytes_per_step(dense_cache)
+  kv, idx, _ = kv_bytes_per_step(dense_cache)
   rows = [{"context": context, "method": "dense (lcjax)", "budget": "all", "tok_s": steps / secs, "kv_mb": kv / 1e6,
-           "index_mb": 0.0, "kl": 0.0, "agreement": 1.0}]
+           "index_mb": 0.0, "h2d_mb": kv / 1e6, "kl": 0.0, "agreement": 1.0}]
   print(rows[-1], flush=True)
   runner = None
   for name in methods:
@@ -93,21 +102,27 @@ def run_context(model, context: int, budgets, methods, steps: int) -> list[dict]
       method = make_method(name, budget=budget, **METHOD_OPTIONS.get(name, {}))
       t0 = time.perf_counter()
       cache = rewrap(base, cfg, method, context)
-      kv, idx = kv_bytes_per_step(cache)
+      kv, idx, h2d = kv_bytes_per_step(cache)
+      if tier:
+        cache = (to_elastic if name == "specontext" else to_host_method_cache)(cache, tier)
       if name == "specontext":
         if runner is None:
           runner = SpeContextRunner(cfg, graphdef, state, method, calib_prompt=real_text_prompt(model.tokenizer, 512))
         runner = dataclasses.replace(runner, method=method)
-        logits, moved, secs = _specontext_forced(runner, cache, dense_tokens, max_len, prompt)
+        logits, moved, loaded, secs = _specontext_forced(runner, cache, dense_tokens, max_len, prompt)
         small = runner.small[0]
         idx = small.num_layers * context * small.num_kv_heads * small.head_dim * 4  # retrieval model's keys
-        extra = {"moved_tokens_per_step": float(np.mean(moved[1:])), "heads": runner.heads}
+        layer = cache.layers[0].spec
+        h2d = float(np.mean(loaded[1:])) * cfg.num_layers * layer.num_kv_heads * 2 * layer.head_dim * 4
+        extra = {"moved_tokens_per_step": float(np.mean(moved[1:])), "loaded_rows_per_step": float(np.mean(loaded[1:])),
+                 "heads": runner.heads}
       else:
         _, logits, secs = decode_scan(graphdef, state, cache, steps, tokens=dense_tokens, timed=True)
         extra = {}
       fid = fidelity(dense_logits, logits, dense_logits.argmax(-1))
       rows.append({"context": context, "method": name, "budget": budget, "tok_s": steps / secs, "kv_mb": kv / 1e6,
-                   "index_mb": idx / 1e6, "kl": fid["kl"], "agreement": fid["agreement"],
+                   "index_mb": idx / 1e6, "h2d_mb": h2d / 1e6, "kl": fid["kl"], "agreement": fid["agreement"],
+                   "tier": tier or "device",
                    "setup_s": time.perf_counter() - t0 - secs, **extra})
       print(rows[-1], flush=True)
   return rows
@@ -125,9 +140,9 @@ def _specontext_forced(runner, cache, tokens, max_len, prompt):
           tokens[:, 0], tokens, cache, small_cache)
   compiled = sc._decode_spec.lower(*args).compile()
   t0 = time.perf_counter()
-  _, logits, moved = compiled(*args[4:])
+  _, logits, moved, loaded = compiled(*args[4:])
   logits.block_until_ready()
-  return np.asarray(logits), np.asarray(moved), time.perf_counter() - t0
+  return np.asarray(logits), np.asarray(moved), np.asarray(loaded), time.perf_counter() - t0
 
 
 def peers(contexts, steps):
@@ -141,18 +156,20 @@ def peers(contexts, steps):
       ans = bench_peer(script, ctx, min(steps, 32), threads)
       if ans:
         rows.append({"context": ctx, "method": label, "budget": "all", "tok_s": ans[key], "kv_mb": float("nan"),
-                     "index_mb": float("nan"), "kl": float("nan"), "agreement": float("nan")})
+                     "index_mb": float("nan"), "h2d_mb": float("nan"), "kl": float("nan"),
+                     "agreement": float("nan")})
         print(rows[-1], flush=True)
   return rows
 
 
 def table(rows) -> str:
-  out = ["| context | method | budget | decode tok/s | KV MB read/step | index MB/step | KL(dense‖method) nats | "
-         "greedy agreement |", "|---:|---|---:|---:|---:|---:|---:|---:|"]
+  out = ["| context | method | budget | decode tok/s | KV MB read/step | index MB/step | H2D MB/step (host tier) | "
+         "KL(dense‖method) nats | greedy agreement |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
   for r in rows:
     f = lambda x, fmt: "-" if x != x else format(x, fmt)  # noqa: E731  (NaN -> "-")
     out.append(f"| {r['context']} | {r['method']} | {r['budget']} | {r['tok_s']:.1f} | {f(r['kv_mb'], '.1f')} | "
-               f"{f(r['index_mb'], '.2f')} | {f(r['kl'], '.4f')} | {f(r['agreement'], '.3f')} |")
+               f"{f(r['index_mb'], '.2f')} | {f(r['h2d_mb'], '.1f')} | {f(r['kl'], '.4f')} | "
+               f"{f(r['agreement'], '.3f')} |")
   return "\n".join(out)
 
 
@@ -183,7 +200,10 @@ def main():
   parser.add_argument("--budgets", default="0.25,0.125")
   parser.add_argument("--tokens", type=int, default=128)
   parser.add_argument("--methods", default="all")
+  parser.add_argument("--rope", default="yarn", help="RoPE scaling for contexts past the trained length")
+  parser.add_argument("--tier", default="", help="host tier for the methods' KV (pinned_host, unpinned_host)")
   parser.add_argument("--peers", action="store_true", help="also time HF transformers and llama.cpp decode")
+  parser.add_argument("--peer-contexts", default="", help="contexts for the peers (default: all)")
   parser.add_argument("--write", action="store_true", help="record the table in benchmarks/RESULTS.md")
   parser.add_argument("--plot", default="")
   parser.add_argument("--note", default="")
@@ -196,11 +216,18 @@ def main():
   contexts = [int(c) for c in args.contexts.split(",")]
   budgets = [float(b) for b in args.budgets.split(",")]
   model = load_pretrained("smollm2-135m")
+  trained = model.cfg.max_seq_len
   rows = []
   for ctx in contexts:
-    rows += run_context(model, ctx, budgets, methods, args.tokens)
+    if ctx + args.tokens > trained:  # RoPE scaling by context / trained, the window raised to fit
+      factor = -(-(ctx + args.tokens) // trained)
+      model = load_pretrained("smollm2-135m", rope_overrides={"scaling": args.rope, "factor": float(factor),
+                                                              "original_context": trained},
+                              max_seq_len=trained * factor)
+      print(f"[{ctx}] RoPE {args.rope} x{factor}", flush=True)
+    rows += run_context(model, ctx, budgets, methods, args.tokens, args.tier)
   if args.peers:
-    rows += peers(contexts, args.tokens)
+    rows += peers([int(c) for c in args.peer_contexts.split(",")] if args.peer_contexts else contexts, args.tokens)
   text = table(rows)
   print(text)
   if args.plot:

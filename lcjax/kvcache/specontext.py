@@ -170,12 +170,14 @@ def _decode_spec(graphdef, small_graphdef, heads, steps, state, small_state, fir
     cache, small_cache, token = carry
     cache, small_cache, logits, moved = _step(big, small, heads, cache, small_cache, token)
     nxt = jnp.argmax(logits, -1).astype(jnp.int32) if tokens is None else forced
-    return (cache, small_cache, nxt), (token, logits, moved)
+    loaded = getattr(cache.layers[0], "loaded", None)  # a host-tier working set's transfer size
+    return (cache, small_cache, nxt), (token, logits, moved, moved if loaded is None else jnp.broadcast_to(
+        loaded, moved.shape))
 
   xs = None if tokens is None else jnp.swapaxes(tokens, 0, 1)[1:]
   xs = xs if tokens is None else jnp.concatenate([xs, xs[-1:]], 0)
-  _, (fed, logits, moved) = jax.lax.scan(body, (cache, small_cache, first), xs, length=steps)
-  return fed, logits, moved
+  _, (fed, logits, moved, loaded) = jax.lax.scan(body, (cache, small_cache, first), xs, length=steps)
+  return fed, logits, moved, loaded
 
 
 def forced_logits_specontext(graphdef, small_graphdef, heads, state, small_state, tokens, cache, small_cache):
@@ -184,8 +186,8 @@ def forced_logits_specontext(graphdef, small_graphdef, heads, state, small_state
   `cache` is a prefilled SpeContext method cache, `small_cache` the retrieval model's prefilled probe cache.
   """
   tokens = jnp.asarray(tokens, jnp.int32)
-  _, logits, moved = _decode_spec(graphdef, small_graphdef, tuple(heads), tokens.shape[1], state, small_state,
-                                  tokens[:, 0], tokens, cache, small_cache)
+  _, logits, moved, _ = _decode_spec(graphdef, small_graphdef, tuple(heads), tokens.shape[1], state, small_state,
+                                     tokens[:, 0], tokens, cache, small_cache)
   return np.asarray(logits), np.asarray(moved)
 
 
@@ -196,8 +198,8 @@ def greedy_specontext(graphdef, small_graphdef, heads, state, small_state, logit
     (tokens [B, steps] np.int32, moved [steps, B]).
   """
   first = jnp.argmax(logits, -1).astype(jnp.int32)
-  fed, _, moved = _decode_spec(graphdef, small_graphdef, tuple(heads), steps, state, small_state, first, None,
-                               cache, small_cache)
+  fed, _, moved, _ = _decode_spec(graphdef, small_graphdef, tuple(heads), steps, state, small_state, first, None,
+                                  cache, small_cache)
   return np.asarray(fed).T, np.asarray(moved)
 
 

@@ -137,11 +137,13 @@ class ElasticLayerKV(MethodLayerKV):
   Attributes (beyond `MethodLayerKV`'s; k, v are host-resident):
     buf_k, buf_v: [B, K, W, H] the selected tokens' keys/values on the device (W = the budget).
     buf_pos: [B, K, W] int32 their positions, -1 for an empty slot.
+    loaded: [] int32, rows per (batch, kv head) the last install moved to the device (its transfer size).
   """
 
   buf_k: jax.Array = None
   buf_v: jax.Array = None
   buf_pos: jax.Array = None
+  loaded: jax.Array = None
 
   def update(self, k, v, positions) -> "ElasticLayerKV":
     """Writes a decode step's k, v [B, 1, K, H] to the host cache and into the working-set slot reserved for its
@@ -188,7 +190,8 @@ class ElasticLayerKV(MethodLayerKV):
     bufs = lax.switch(which, [branch(e) for e in buckets],
                       tuple((l.k, l.v, l.buf_k, l.buf_v) for l in cache.layers))
     index = {"indices": sel.indices, "counts": sel.counts}
-    layers = tuple(dataclasses.replace(l, buf_k=bk, buf_v=bv, buf_pos=plan["buf_pos"], index=index)
+    loaded = jnp.asarray(buckets, jnp.int32)[which]
+    layers = tuple(dataclasses.replace(l, buf_k=bk, buf_v=bv, buf_pos=plan["buf_pos"], index=index, loaded=loaded)
                    for l, (bk, bv) in zip(cache.layers, bufs))
     moved = jnp.sum(n_need, axis=1) // sel.indices.shape[1]
     return dataclasses.replace(cache, layers=layers), moved
@@ -254,5 +257,6 @@ def to_elastic(cache: KVCache, t: Tier | str = "pinned_host") -> KVCache:
     w = layer.index["indices"].shape[-1]
     layers.append(ElasticLayerKV(jax.device_put(layer.k, s), jax.device_put(layer.v, s), layer.index, layer.qstat,
                                  layer.method, layer.spec, jnp.zeros((b, kh, w, h), layer.k.dtype),
-                                 jnp.zeros((b, kh, w, h), layer.v.dtype), jnp.full((b, kh, w), -1, jnp.int32)))
+                                 jnp.zeros((b, kh, w, h), layer.v.dtype), jnp.full((b, kh, w), -1, jnp.int32),
+                                 jnp.zeros((), jnp.int32)))
   return dataclasses.replace(cache, layers=tuple(layers))
