@@ -45,8 +45,12 @@ class A2ATS(KVMethod):
       raise ConfigError(f"A2ATS subspaces={self.subspaces} must divide head_dim={spec.head_dim}")
     b, kh, h, p = spec.batch, spec.num_kv_heads, spec.head_dim, self.subspaces
     return {"codebooks": jnp.zeros((b, kh, p, self.codes, h // p), jnp.float32),
-            "codes": jnp.zeros((b, kh, spec.max_len, p), jnp.int32),
+            "codes": jnp.zeros((b, kh, spec.max_len, p), self.code_dtype()),
             "whiten": jnp.zeros((b, kh, h, h), jnp.float32), "unwhiten": jnp.zeros((b, kh, h, h), jnp.float32)}
+
+  def code_dtype(self):
+    """One byte per code when the codebook has at most 256 centroids."""
+    return jnp.uint8 if self.codes <= 256 else jnp.int32
 
   def _whitened(self, spec, index, k, positions):
     """Whitened pre-RoPE keys split into subspaces: k [B, K, T, H] at positions [B, T] -> [B, K, P, T, H/P]."""
@@ -68,11 +72,11 @@ class A2ATS(KVMethod):
     kw = self._whitened(spec, index, k, pos)                                   # [B, K, P, S, H/P]
     valid = jnp.broadcast_to((pos < lengths[:, None])[:, None, None], kw.shape[:4])
     books, codes = kmeans(kw, valid, self.codes, self.iters)
-    return {**index, "codebooks": books, "codes": jnp.moveaxis(jnp.maximum(codes, 0), 2, 3)}
+    return {**index, "codebooks": books, "codes": jnp.moveaxis(jnp.maximum(codes, 0), 2, 3).astype(self.code_dtype())}
 
   def append(self, spec, index, k, v, positions):
     kw = self._whitened(spec, index, jnp.swapaxes(k, 1, 2), positions)        # [B, K, P, T, H/P]
-    new = jnp.moveaxis(nearest(kw, index["codebooks"]), 2, 3)                 # [B, K, T, P]
+    new = jnp.moveaxis(nearest(kw, index["codebooks"]), 2, 3).astype(self.code_dtype())  # [B, K, T, P]
     rows = jnp.arange(spec.batch)[:, None, None]
     heads = jnp.arange(spec.num_kv_heads)[None, :, None]
     return {**index, "codes": index["codes"].at[rows, heads, positions[:, None, :]].set(new, mode="drop")}
@@ -85,7 +89,7 @@ class A2ATS(KVMethod):
     q_w = rotate(q[:, 0][:, :, None], t, spec.inv_freq())[:, :, 0]            # [B, N, H]
     u = jnp.einsum("bkij,bkgj->bkgi", index["unwhiten"], q_w.reshape(b, kh, n // kh, h))
     lut = jnp.einsum("bkgpd,bkpcd->bkgpc", u.reshape(b, kh, n // kh, self.subspaces, -1), index["codebooks"])
-    codes = index["codes"]                                                     # [B, K, S, P]
+    codes = index["codes"].astype(jnp.int32)                                   # [B, K, S, P]
     per_sub = jnp.take_along_axis(lut[:, :, :, None], codes[:, :, None, :, :, None], -1)[..., 0]  # [B,K,G,S,P]
     return group_max(per_sub.sum(-1).reshape(b, n, -1), kh)
 
