@@ -23,8 +23,13 @@ differentiable (wrt q, k) for the impls with the "grad" cap (reference, xla) onl
 | platform | auto order          |
 |----------|---------------------|
 | cpu      | reference           |
-| gpu      | pallas_mosaic_gpu (sm_90), pallas_triton, xla |
-| tpu      | pallas_tpu, xla     |
+| gpu      | pallas_mosaic_gpu (sm_90), pallas_triton, reference, xla |
+| tpu      | pallas_tpu, reference, xla |
+
+"auto" skips a kernel whose tiling the call does not fit (`kernel_fits`: Mosaic GPU f16/bf16 with C and H multiples
+of 64 and G*T <= 64 rows; Triton C a multiple of 16; TPU C a multiple of 8), so token-level selections (C = 1) take
+the reference gather, which reads only the selected keys (xla reads the whole cache under a mask). An impl asked
+for by name is never replaced.
 """
 
 from __future__ import annotations
@@ -46,9 +51,27 @@ BLOCK_SPARSE_IMPLS: Registry[Callable] = Registry("block-sparse impl")
 
 AUTO_TABLE: dict[str, tuple[str, ...]] = {
     "cpu": ("reference",),
-    "gpu": ("pallas_mosaic_gpu", "pallas_triton", "xla"),
-    "tpu": ("pallas_tpu", "xla"),
+    "gpu": ("pallas_mosaic_gpu", "pallas_triton", "reference", "xla"),
+    "tpu": ("pallas_tpu", "reference", "xla"),
 }
+
+
+def kernel_fits(name: str, q_dtype, head_dim: int, rows: int, block_size: int) -> bool:
+  """Whether a call (q dtype, H, packed rows G*T, block size C) fits kernel `name`'s tiling (jnp impls: always)."""
+  if name == "pallas_mosaic_gpu":
+    return (jnp.dtype(q_dtype) in (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16)) and block_size % 64 == 0
+            and head_dim % 64 == 0 and rows <= 64)
+  if name == "pallas_triton":
+    return block_size % 16 == 0
+  if name == "pallas_tpu":
+    return block_size % 8 == 0
+  return True
+
+
+def auto_table(q_dtype, head_dim: int, rows: int, block_size: int) -> dict[str, tuple[str, ...]]:
+  """`AUTO_TABLE` without the kernels this call does not fit."""
+  return {p: tuple(n for n in names if kernel_fits(n, q_dtype, head_dim, rows, block_size))
+          for p, names in AUTO_TABLE.items()}
 
 
 def _no_gradient(fn: Callable, name: str) -> Callable:
@@ -152,7 +175,8 @@ def block_sparse_attention(q: jax.Array, k: jax.Array, v: jax.Array, block_indic
     (soft-capped) visible scores, -inf where no key is visible (out is 0 there).
   """
   _check(q, k, v, block_indices, block_counts, block_size)
-  name = resolve_impl(BLOCK_SPARSE_IMPLS, AUTO_TABLE, impl, options)
+  rows = q.shape[1] * (q.shape[2] // k.shape[1])
+  name = resolve_impl(BLOCK_SPARSE_IMPLS, auto_table(q.dtype, q.shape[-1], rows, block_size), impl, options)
   if not BLOCK_SPARSE_IMPLS.entry(name).caps.get("interpretable"):
     options.pop("interpret", None)  # "auto" may pick a plain-XLA impl for an interpret=True call
   scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale

@@ -136,3 +136,15 @@ def test_kernel_impls_refuse_gradients_clearly(impl):
   fn = lambda q: block_sparse_attention(q, *args[1:], impl=impl, interpret=True, return_lse=True, **kw)[1]  # noqa
   with pytest.raises(ImplUnavailableError, match=f"'{impl}' has no gradient"):
     jax.grad(lambda q: jnp.sum(fn(q)))(args[0])  # raised while tracing the forward: no kernel runs
+
+
+def test_auto_skips_kernels_the_call_does_not_fit():
+  from lcjax.ops.block_sparse import auto_table
+
+  # token-level fp32 selections (C = 1): no kernel fits, the reference gather comes first
+  assert auto_table(jnp.float32, 64, 3, 1)["gpu"] == ("reference", "xla")
+  assert auto_table(jnp.float32, 64, 3, 1)["tpu"] == ("reference", "xla")
+  # pages of 64, bf16: Mosaic GPU first; fp32 pages: Triton
+  assert auto_table(jnp.bfloat16, 64, 3, 64)["gpu"][0] == "pallas_mosaic_gpu"
+  assert auto_table(jnp.float32, 64, 3, 64)["gpu"][0] == "pallas_triton"
+  assert auto_table(jnp.float32, 64, 3, 8)["tpu"][0] == "pallas_tpu"
