@@ -28,19 +28,29 @@ from lcjax.training.retrieval import evaluate_retrieval  # noqa: E402
 TRAINED = {"rope": "rope", "pi": "rope", "e2llm": "e2llm", "abf": "abf"}
 
 
-def run(workdir: str, arg: str) -> dict:
-  """{variant: {"acc": {length: accuracy}, "train_s": seconds, "loss": final loss}}."""
+def variant_config(variant: str, arg: str = ""):
+  """The passkey experiment's ConfigDict for `variant` (train and retrieval sections)."""
   experiment = load_experiment(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                             "experiments", "passkey.py"))
+  return experiment.get_config(f"{arg},variant={variant}" if arg else f"variant={variant}")
+
+
+def train_variant(workdir: str, variant: str, arg: str = "") -> dict:
+  """Trains `variant`'s model into <workdir>/<trained source> (`TRAINED`): {"train_s", "loss", "accuracy"}."""
+  t0 = time.perf_counter()
+  result = train(train_config(variant_config(variant, arg).train), os.path.join(workdir, TRAINED[variant]))
+  return {"train_s": time.perf_counter() - t0, "loss": result["loss"], "accuracy": result["accuracy"]}
+
+
+def run(workdir: str, arg: str) -> dict:
+  """{variant: {"acc": {length: accuracy}, "train_s": seconds, "loss": final loss}}."""
   out, trained = {}, {}
   for variant, source in TRAINED.items():
-    cfg = experiment.get_config(f"{arg},variant={variant}" if arg else f"variant={variant}")
+    cfg = variant_config(variant, arg)
     tc = train_config(cfg.train)
     unit = os.path.join(workdir, source)
     if source not in trained:
-      t0 = time.perf_counter()
-      result = train(tc, unit)
-      trained[source] = {"train_s": time.perf_counter() - t0, "loss": result["loss"], "accuracy": result["accuracy"]}
+      trained[source] = train_variant(workdir, variant, arg)
     _, _, params = load_trained(unit)
     acc = evaluate_retrieval(tc, params, cfg.retrieval.to_dict())
     out[variant] = {"acc": acc, **trained[source]}

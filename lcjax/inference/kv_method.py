@@ -26,18 +26,21 @@ class MethodGenerator(Generator):
 
   Args:
     cfg, graphdef: the model.  method: a `KVMethod` (e.g. `make_method("retrolm", budget=0.25)`).
+    trained_len: the model's trained context when cfg.max_seq_len was raised past it (LongHeads' per-head window;
+      None: cfg.max_seq_len).
     **kwargs: as `Generator` (cache_dtype, pad_to, prefill_chunk).
   """
 
-  def __init__(self, cfg, graphdef, method: KVMethod, **kwargs):
+  def __init__(self, cfg, graphdef, method: KVMethod, trained_len: int | None = None, **kwargs):
     super().__init__(cfg, graphdef, **kwargs)
     self.method = method
+    self.trained_len = trained_len
     self.context: int | None = None
 
   def init_cache(self, batch: int, max_len: int, context: int | None = None) -> KVCache:
     """An empty method cache; the budget is relative to `context` (default: the last prompt length seen)."""
     return init_method_cache(self.cfg, self.method, batch, max_len, context or self.context or max_len,
-                             self.cache_dtype)
+                             self.cache_dtype, self.trained_len)
 
   def prefill(self, state, prompts, cache):
     """`Generator.prefill`, then the method's index built from the filled cache."""

@@ -44,7 +44,9 @@ class MethodSpec:
   Attributes:
     layer, num_layers: this layer and L.  batch, num_heads, num_kv_heads, head_dim: B, N, K, H.
     max_len: S, cache slots.  context: prompt length the budget is relative to.  budget: resolved tokens (S for
-    "all").  full: the budget covers the whole cache.  trained_len: the model's trained context.  rope: RoPE config.
+    "all").  full: the budget covers the whole cache.  trained_len: the model's trained context (the window
+    LongHeads keeps each head within; evaluation past it passes the trained value explicitly, see `layer_spec`).
+    rope: RoPE config.  rope_len: the max_seq_len the model's RoPE tables are built for (0: trained_len).
   """
 
   layer: int
@@ -59,10 +61,11 @@ class MethodSpec:
   full: bool
   trained_len: int
   rope: RopeConfig
+  rope_len: int = 0
 
   def inv_freq(self) -> np.ndarray:
     """RoPE inverse frequencies [H/2] of the model."""
-    return rope_frequencies(self.rope, self.head_dim, self.trained_len)[0]
+    return rope_frequencies(self.rope, self.head_dim, self.rope_len or self.trained_len)[0]
 
 
 def resolve_budget(budget, context: int, max_len: int) -> tuple[int, bool]:
@@ -247,19 +250,28 @@ class MethodLayerKV:
     return self.method.finish(self.spec, self.index, q, out, lse)
 
 
-def layer_spec(cfg: ModelConfig, method: KVMethod, layer: int, batch: int, max_len: int, context: int) -> MethodSpec:
-  """The static spec of one layer (budget resolved against the context)."""
+def layer_spec(cfg: ModelConfig, method: KVMethod, layer: int, batch: int, max_len: int, context: int,
+               trained_len: int | None = None) -> MethodSpec:
+  """The static spec of one layer (budget resolved against the context).
+
+  Args:
+    trained_len: the model's trained context; None: cfg.max_seq_len. Pass it when cfg.max_seq_len was raised to
+      evaluate past the trained window (e.g. linear RoPE scaling at 4x), so window-bound methods keep the real one.
+  """
   tokens, full = resolve_budget(method.budget, context, max_len)
+  if trained_len is not None and trained_len < 1:
+    raise ConfigError(f"trained_len must be >= 1 token, got {trained_len}")
   return MethodSpec(layer, cfg.num_layers, batch, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, max_len, context,
-                    tokens, full, cfg.max_seq_len, cfg.rope)
+                    tokens, full, trained_len or cfg.max_seq_len, cfg.rope, cfg.max_seq_len)
 
 
 def init_method_cache(cfg: ModelConfig, method: KVMethod, batch: int, max_len: int, context: int,
-                      dtype=jnp.float32) -> KVCache:
-  """An empty cache of L `MethodLayerKV` layers ([B, K, max_len, H] each) for prompts of `context` tokens."""
+                      dtype=jnp.float32, trained_len: int | None = None) -> KVCache:
+  """An empty cache of L `MethodLayerKV` layers ([B, K, max_len, H] each) for prompts of `context` tokens
+  (trained_len: see `layer_spec`)."""
   layers = []
   for i in range(cfg.num_layers):
-    spec = layer_spec(cfg, method, i, batch, max_len, context)
+    spec = layer_spec(cfg, method, i, batch, max_len, context, trained_len)
     dense = DenseLayerKV.zeros(batch, max_len, cfg.num_kv_heads, cfg.head_dim, dtype)
     qstat = jnp.zeros((batch, cfg.num_kv_heads, cfg.head_dim, cfg.head_dim), jnp.float32) \
         if method.uses_queries else None
@@ -283,10 +295,13 @@ def build_index(cache: KVCache) -> KVCache:
   return dataclasses.replace(cache, layers=tuple(layers))
 
 
-def rewrap(cache: KVCache, cfg: ModelConfig, method: KVMethod, context: int) -> KVCache:
+def rewrap(cache: KVCache, cfg: ModelConfig, method: KVMethod, context: int, trained_len: int | None = None) -> KVCache:
   """The same filled keys/values under another method, its index built (query statistics kept if both use them).
-  Lets one prefill serve several methods."""
-  out = init_method_cache(cfg, method, cache.layers[0].k.shape[0], cache.max_len, context, cache.layers[0].k.dtype)
+  Lets one prefill serve several methods. trained_len: see `layer_spec`; None keeps the old method cache's."""
+  old_spec = getattr(cache.layers[0], "spec", None)
+  trained_len = trained_len or (old_spec.trained_len if old_spec is not None else None)
+  out = init_method_cache(cfg, method, cache.layers[0].k.shape[0], cache.max_len, context, cache.layers[0].k.dtype,
+                          trained_len)
   layers = []
   for old, new in zip(cache.layers, out.layers):
     qstat = new.qstat

@@ -1,6 +1,9 @@
 """Retrieval accuracy of a trained model on `lcjax.data.synthetic.kv_retrieval` samples at any length.
 
   acc = mean over samples and queries of [argmax_v p(v | tokens[:answer_position]) == answer]
+
+Dense: one full forward pass (`retrieval_accuracy`). With a KV method (`lcjax.eval.kv_retrieval`): the same
+positions scored through the method's decode steps.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ def retrieval_samples(length: int, vocab_size: int, num_samples: int, seed: int 
   return {k: np.stack([r[k] for r in rows]) for k in ("tokens", "answer_positions", "answers")}
 
 
-def retrieval_accuracy(cfg: ModelConfig, params, samples: dict, batch_size: int = 8) -> float:
-  """Fraction of answers predicted (argmax) by the model `cfg` (its RoPE scaling applies) with `params`.
+def retrieval_predictions(cfg: ModelConfig, params, samples: dict, batch_size: int = 8) -> np.ndarray:
+  """Argmax predictions [B, Q] of the model `cfg` (its RoPE scaling applies) at every answer position: the logits
+  after tokens[:answer_position] of one full forward pass.
 
   Args:
     cfg: model config (set rope / max_seq_len for the evaluated length).  params: the model's nnx.State.
-    samples: from `retrieval_samples` (tokens [B, T]).
+    samples: from `retrieval_samples` (tokens [B, T], answer_positions [B, Q]).
   """
   graphdef, _ = abstract_model(cfg)
 
@@ -36,12 +40,22 @@ def retrieval_accuracy(cfg: ModelConfig, params, samples: dict, batch_size: int 
     at = jnp.take_along_axis(logits, (where - 1)[..., None], axis=1)
     return jnp.argmax(at, axis=-1)
 
-  hits = []
+  preds = []
   for i in range(0, len(samples["tokens"]), batch_size):
     sl = slice(i, i + batch_size)
-    pred = predict(params, jnp.asarray(samples["tokens"][sl]), jnp.asarray(samples["answer_positions"][sl]))
-    hits.append(np.asarray(pred) == samples["answers"][sl])
-  return float(np.mean(np.concatenate(hits)))
+    preds.append(np.asarray(predict(params, jnp.asarray(samples["tokens"][sl]),
+                                    jnp.asarray(samples["answer_positions"][sl]))))
+  return np.concatenate(preds)
+
+
+def retrieval_accuracy(cfg: ModelConfig, params, samples: dict, batch_size: int = 8) -> float:
+  """Fraction of answers predicted (argmax) by the model `cfg` (its RoPE scaling applies) with `params`.
+
+  Args:
+    cfg: model config (set rope / max_seq_len for the evaluated length).  params: the model's nnx.State.
+    samples: from `retrieval_samples` (tokens [B, T]).
+  """
+  return float(np.mean(retrieval_predictions(cfg, params, samples, batch_size) == samples["answers"]))
 
 
 def evaluate_retrieval(cfg, params, spec: dict) -> dict:
