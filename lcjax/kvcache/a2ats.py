@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 
 from lcjax.errors import ConfigError
@@ -89,9 +90,14 @@ class A2ATS(KVMethod):
     q_w = rotate(q[:, 0][:, :, None], t, spec.inv_freq())[:, :, 0]            # [B, N, H]
     u = jnp.einsum("bkij,bkgj->bkgi", index["unwhiten"], q_w.reshape(b, kh, n // kh, h))
     lut = jnp.einsum("bkgpd,bkpcd->bkgpc", u.reshape(b, kh, n // kh, self.subspaces, -1), index["codebooks"])
-    codes = index["codes"].astype(jnp.int32)                                   # [B, K, S, P]
-    per_sub = jnp.take_along_axis(lut[:, :, :, None], codes[:, :, None, :, :, None], -1)[..., 0]  # [B,K,G,S,P]
-    return group_max(per_sub.sum(-1).reshape(b, n, -1), kh)
+    g, (p, c) = n // kh, lut.shape[-2:]
+    flat = index["codes"].astype(jnp.int32) + jnp.arange(p, dtype=jnp.int32) * c   # [B, K, S, P] into [P*C]
+
+    def table_sums(table, idx):  # [G, P*C], [S, P] -> [G, S]: one column gather per (token, subspace)
+      return jnp.take(table, idx.reshape(-1), axis=1).reshape(g, -1, p).sum(-1)
+
+    scores = jax.vmap(jax.vmap(table_sums))(lut.reshape(b, kh, g, p * c), flat)   # [B, K, G, S]
+    return group_max(scores.reshape(b, n, -1), kh)
 
   def select(self, spec, index, q, k, lengths):
     b = spec.batch
