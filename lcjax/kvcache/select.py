@@ -14,17 +14,53 @@ from lcjax.kvcache.attend import Selection
 from lcjax.layers.rope import rope_cos_sin
 
 
+_RADIX_MIN = 1024  # rows at least this long use the radix threshold (lax.top_k is cheaper on short rows)
+
+
+def _sortable_bits(x: jax.Array) -> jax.Array:
+  """float32 -> uint32 with the same order (-inf lowest)."""
+  bits = jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
+  return jnp.where(bits >> 31 == 1, ~bits, bits | jnp.uint32(0x80000000))
+
+
+def kth_largest_bits(scores: jax.Array, m: int) -> jax.Array:
+  """[...] the sortable bits of each row's m-th largest score (m <= X): 32 counting passes, one per bit, in place of
+  a sort. The m best items are those above it plus, in index order, enough of those equal to it."""
+  key = _sortable_bits(scores)
+
+  def bit(i, t):
+    cand = t | (jnp.uint32(1) << (31 - i).astype(jnp.uint32))
+    return jnp.where(jnp.sum(key >= cand[..., None], -1) >= m, cand, t)
+
+  return jax.lax.fori_loop(0, 32, bit, jnp.zeros(scores.shape[:-1], jnp.uint32))
+
+
 def topk_select(scores: jax.Array, m: int) -> tuple[jax.Array, jax.Array]:
-  """The m best items per row.
+  """The m best items per row (ties: lower index first), valid (finite-scored) items first.
 
   Args:
     scores: [..., X] float, -inf for items that may not be chosen.  m: how many (<= X).
   Returns:
-    (indices [..., m] int32, counts [...] int32 = how many of them have finite scores).
+    (indices [..., m] int32, counts [...] int32 = how many of them have finite scores). Long rows (X >= 1024) come
+    back in ascending index order (a radix threshold and a compaction), short ones in score order (lax.top_k).
   """
-  m = min(m, scores.shape[-1])
-  vals, idx = jax.lax.top_k(scores, m)
-  return idx.astype(jnp.int32), jnp.sum(jnp.isfinite(vals), axis=-1).astype(jnp.int32)
+  x = scores.shape[-1]
+  m = min(m, x)
+  if x < _RADIX_MIN:
+    vals, idx = jax.lax.top_k(scores, m)
+    return idx.astype(jnp.int32), jnp.sum(jnp.isfinite(vals), axis=-1).astype(jnp.int32)
+  key = _sortable_bits(scores)
+  t = kth_largest_bits(scores, m)[..., None]
+  above = key > t
+  tied = (key == t) & (jnp.cumsum(key == t, -1) <= m - jnp.sum(above, -1, keepdims=True))
+  chosen = (above | tied) & jnp.isfinite(scores)
+  slot = jnp.where(chosen, jnp.cumsum(chosen, -1) - 1, m)                    # compaction, ascending
+  lead = scores.shape[:-1]
+  grid = jnp.ix_(*(jnp.arange(d) for d in lead)) if lead else ()
+  at = tuple(g[..., None] for g in grid) + (slot,)
+  idx = jnp.zeros(lead + (m,), jnp.int32).at[at].set(
+      jnp.broadcast_to(jnp.arange(x, dtype=jnp.int32), scores.shape), mode="drop")
+  return idx, jnp.sum(chosen, -1).astype(jnp.int32)
 
 
 def range_items(start: jax.Array, size: int, lo: jax.Array, hi: jax.Array):
