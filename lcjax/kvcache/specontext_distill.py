@@ -23,6 +23,7 @@ Export the result with `lcjax.training.loop.export_model(dir, cfg, state)`; `loa
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 import jax
@@ -260,42 +261,48 @@ def evaluation_positions(length: int, queries: int) -> np.ndarray:
   return np.unique(np.linspace(length // 2, length - 1, queries).astype(np.int32))
 
 
-def _head_probs_at(model, tokens, at):
-  """[L, B, P, N, T] attention probabilities of a (cfg, graphdef, state) model at positions `at`."""
+@functools.partial(jax.jit, static_argnums=(0, 1, 5))
+def _probs_at(cfg, graphdef, state, tokens, at, mean: bool):
+  probs = jnp.exp(attention_at(cfg, graphdef, state, tokens, at, with_logits=False)[1])
+  return probs.mean((0, 3)) if mean else probs
+
+
+def attention_probs(model, tokens, at, mean: bool = False) -> np.ndarray:
+  """Attention of a (cfg, graphdef, state) model's queries at positions `at` [P] of tokens [B, T] (one forward).
+
+  Returns:
+    [L, B, P, N, T] probabilities, or with `mean` the retrieval target A: [B, P, T] mean over layers and heads.
+  """
   cfg, graphdef, state = model
-  fn = jax.jit(lambda s, x, a: jnp.exp(attention_at(cfg, graphdef, s, x, a, with_logits=False)[1]))
-  return np.asarray(fn(state, jnp.asarray(tokens, jnp.int32), jnp.asarray(at, jnp.int32)))
+  return np.asarray(_probs_at(cfg, graphdef, state, jnp.asarray(tokens, jnp.int32), jnp.asarray(at, jnp.int32),
+                              mean))
 
 
-def _flat_queries(probs):
-  """[L, B, P, N, S] -> [L, B * P, N, S]: every (sequence, query) a row, as `calibrate_heads` takes them."""
-  l, b, p, n, s = probs.shape
-  return probs.reshape(l, b * p, n, s)
-
-
-def calibrate_on_tokens(big, small, tokens, budget: int, keep: int, queries: int = 8):
-  """Retrieval heads of `small` chosen by `calibrate_heads` at `queries` positions of tokens [B, T] (offline)."""
-  at = evaluation_positions(np.shape(tokens)[1], queries)
-  return calibrate_heads(_flat_queries(_head_probs_at(big, tokens, at)),
-                         _flat_queries(_head_probs_at(small, tokens, at)), budget, keep)
-
-
-def retrieval_recall(big, small, heads, tokens, budget: int, queries: int = 8) -> float:
-  """How well the small model's retrieval heads recall the big model's top-`budget` attended tokens.
-
-  recall = mean over sequences and query positions p of |top_k(A_big[p]) & top_k(sum_{(l,n) in heads} A_small[l,n,p])|
-  / k with k = budget, at `queries` positions evenly spaced in the second half of each sequence (SpeContext's
-  selection: `retrieval_scores` sums the heads' probabilities the same way).
+def calibrate_on_probs(target, small_probs, budget: int, keep: int) -> tuple[tuple[int, int], ...]:
+  """Retrieval heads by `calibrate_heads`, every (row, query) a calibration example.
 
   Args:
-    big, small: (cfg, graphdef, state).  heads: ((layer, head), ...) of the small model.  tokens: [B, T] held-out.
+    target: [B, P, S] the big model's mean attention (`attention_probs(..., mean=True)`).
+    small_probs: [L, B, P, N, S] the small model's.  budget, keep: as `calibrate_heads`.
+  """
+  l, b, p, n, s = small_probs.shape
+  return calibrate_heads(np.reshape(target, (1, b * p, 1, s)), np.reshape(small_probs, (l, b * p, n, s)), budget,
+                         keep)
+
+
+def retrieval_recall(target, small_probs, heads, budget: int) -> float:
+  """How well the small model's retrieval heads recall the big model's top-`budget` attended tokens.
+
+  recall = mean over rows and queries p of |top_k(A_big[p]) & top_k(sum_{(l,n) in heads} A_small[l, n, p])| / k,
+  k = budget (SpeContext's selection, `retrieval_scores`, sums the heads' probabilities the same way). Evaluate at
+  `evaluation_positions` of held-out text.
+
+  Args:
+    target: [B, P, S] the big model's mean attention.  small_probs: [L, B, P, N, S].  heads: ((layer, head), ...).
   Returns:
     recall in [0, 1].
   """
-  at = evaluation_positions(np.shape(tokens)[1], queries)
-  if budget > at[0] + 1:
-    raise ConfigError(f"budget {budget} exceeds the {at[0] + 1} keys the earliest query sees")
-  target = _head_probs_at(big, tokens, at).mean((0, 3))                       # [B, P, S]
-  sp = _head_probs_at(small, tokens, at)
-  scores = sum(sp[l, :, :, n] for l, n in heads)
-  return topk_recall(target, scores, budget)
+  visible = np.sum(np.asarray(target) > 0, -1).min()
+  if budget > visible:
+    raise ConfigError(f"budget {budget} exceeds the {visible} keys the earliest query sees")
+  return topk_recall(target, sum(small_probs[l, :, :, n] for l, n in heads), budget)

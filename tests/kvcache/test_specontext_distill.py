@@ -41,13 +41,17 @@ def run():
   small = truncated(CFG, big[2], 1)
   big_before = jax.tree.map(np.array, nnx.to_pure_dict(big[2]))
   small_before = jax.tree.map(np.array, nnx.to_pure_dict(small[2]))
-  calib, held = _tokens(100), _tokens(200)
-  heads0 = sd.calibrate_on_tokens(big, small, calib, BUDGET, keep=2)
-  recall0 = sd.retrieval_recall(big, small, heads0, held, BUDGET)
+  at = sd.evaluation_positions(T, 8)
+  (calib, c_target), (held, h_target) = ((x, sd.attention_probs(big, x, at, mean=True))
+                                         for x in (_tokens(100), _tokens(200)))
+
+  def recall(model):  # heads calibrated on one held-out batch, recall measured on another
+    heads = sd.calibrate_on_probs(c_target, sd.attention_probs(model, calib, at), BUDGET, keep=2)
+    return heads, sd.retrieval_recall(h_target, sd.attention_probs(model, held, at), heads, BUDGET)
+
+  heads0, recall0 = recall(small)
   params, history = sd.distill_retrieval_model(big, small, [_tokens(i) for i in range(4)], steps=30, lr=3e-2)
-  trained = (small[0], small[1], params)
-  heads1 = sd.calibrate_on_tokens(big, trained, calib, BUDGET, keep=2)
-  recall1 = sd.retrieval_recall(big, trained, heads1, held, BUDGET)
+  heads1, recall1 = recall((small[0], small[1], params))
   return dict(big=big, small=small, big_before=big_before, small_before=small_before, history=history,
               recall=(recall0, recall1), heads=(heads0, heads1))
 
@@ -124,5 +128,7 @@ def test_bad_inputs_raise():
     sd.head_weights(small[0], ((1, 0),))
   with pytest.raises(ConfigError, match="query positions"):
     sd.query_positions(T, 64, 16, np.random.default_rng(0))
-  with pytest.raises(ConfigError, match="budget 40 exceeds"):
-    sd.retrieval_recall(big, small, ((0, 0),), batches[0], 40)
+  at = sd.evaluation_positions(T, 4)
+  with pytest.raises(ConfigError, match="budget 40 exceeds the 33 keys"):
+    sd.retrieval_recall(sd.attention_probs(big, batches[0], at, mean=True), sd.attention_probs(small, batches[0], at),
+                        ((0, 0),), 40)
