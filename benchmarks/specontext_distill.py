@@ -60,8 +60,14 @@ def distil(big, train_rows, held_rows, args) -> dict:
   order = np.random.default_rng(args.seed).permutation(len(train_rows))
   batches = [train_rows[order[i:i + args.batch]] for i in range(0, len(order) - args.batch + 1, args.batch)]
   opt = OptimizerConfig(lr=args.lr, schedule="constant", warmup_steps=5)
-  log = lambda i, r: print(f"step {i}: loss {r['loss']:.4f} kd {r['kd']:.4f} attn {r['attn']:.4f} "  # noqa: E731
-                           f"{r['secs']:.1f} s", flush=True)
+  curve = []
+
+  def log(i, r, params):
+    print(f"step {i}: loss {r['loss']:.4f} kd {r['kd']:.4f} attn {r['attn']:.4f} {r['secs']:.1f} s", flush=True)
+    if args.eval_every and i % args.eval_every == 0:
+      curve.append({"step": i, "recall": recall((small[0], small[1], params))[1]})
+      print(f"step {i}: held-out recall@{args.budget} {curve[-1]['recall']:.3f}", flush=True)
+
   params, history = sd.distill_retrieval_model(big, small, batches, steps=len(batches), optimizer=opt,
                                                temperature=args.temperature, kd_weight=args.kd_weight,
                                                attn_weight=1.0, queries=args.train_queries,
@@ -79,7 +85,7 @@ def distil(big, train_rows, held_rows, args) -> dict:
              "recall_after_old_heads": recall_old_heads, "heads_before": heads0, "heads_after": heads1,
              "steps": len(history), "secs_per_step": float(np.median([h["secs"] for h in history[1:]] or [0])),
              "first_step_secs": history[0]["secs"] if history else 0.0, "export_roundtrip_equal": same,
-             "args": vars(args), "history": history}
+             "recall_curve": curve, "args": vars(args), "history": history}
   with open(os.path.join(args.out, "results.json"), "w") as f:
     json.dump(results, f, indent=1)
   return results
@@ -110,6 +116,7 @@ def main():
   parser.add_argument("--calib-rows", type=int, default=2)
   parser.add_argument("--eval-rows", type=int, default=4)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--eval-every", type=int, default=20, help="held-out recall every N steps (0: off)")
   parser.add_argument("--out", default="workdir/specontext_smollm2_4l")
   args = parser.parse_args()
   if os.path.exists(os.path.join(args.out, "model", "params")):

@@ -216,7 +216,7 @@ def distill_retrieval_model(big, small, token_batches, *, steps: int, lr: float 
     queries: query positions sampled per step (P).  min_context: the earliest (default T // 4).
     heads: (layer, head) pairs to align (None: every head).  seed: query sampling.
     time_limit_s: stop after the step that passes this many seconds (the schedule still spans `steps`).
-    log: optional callable(step, metrics dict) after every step.
+    log: optional callable(step, metrics dict, small params) after every step (params: valid until it returns).
   Returns:
     (trained small state (nnx.State), history: list of {"step", "loss", "kd", "attn", "grad_norm", "lr", "secs"}).
   """
@@ -252,7 +252,7 @@ def distill_retrieval_model(big, small, token_batches, *, steps: int, lr: float 
     row = {k: float(v) for k, v in jax.device_get(metrics).items() if k in ("loss", "kd", "attn", "grad_norm", "lr")}
     history.append({"step": i + 1, **row, "secs": time.perf_counter() - t0})
     if log is not None:
-      log(i + 1, history[-1])
+      log(i + 1, history[-1], state.params)
   return state.params, history
 
 
