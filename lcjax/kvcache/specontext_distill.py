@@ -12,7 +12,7 @@ step in [min_context, T) (each sees at least min_context keys). Heads: by defaul
 (w = 1): the retrieval heads are chosen after distillation (`calibrate_heads` on the trained model), so every head
 is trained to be a candidate and pruning keeps the best; aligning only the heads an untrained model would pick
 freezes that model's accidental choice. The small model's logits are never used by SpeContext, so its heads losing
-diversity costs nothing at inference; the KD term keeps the hidden states those heads read close to the big
+diversity costs nothing at inference; the KD term is there to keep the hidden states those heads read a language
 model's. `heads=((l, n), ...)` aligns only those heads instead.
 
 The big model is frozen: its logits and A_big come from a separate jitted forward and enter the train step as data;
@@ -164,7 +164,8 @@ def _check_state(cfg, state, what: str) -> None:
 
 def check_pair(big, small, token_batches) -> None:
   """Raises unless big and small (cfg, graphdef, state) share a tokenizer, their params fit their configs, and the
-  token batches ([B, T] int, one shape) fit both models' vocabulary and context."""
+  token batches ([B, T] int, one shape) fit both models' vocabulary and context. The two models may differ in every
+  other shape (layers, heads, head_dim): the alignment compares distributions over token positions."""
   (bc, _, bs), (sc, _, ss) = big, small
   for field in ("vocab_size", "bos_token_id", "eos_token_ids"):
     if getattr(bc, field) != getattr(sc, field):
