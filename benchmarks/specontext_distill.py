@@ -91,6 +91,21 @@ def distil(big, train_rows, held_rows, args) -> dict:
   return results
 
 
+def summary(r: dict) -> str:
+  """A markdown table of a run's results."""
+  h = r["history"]
+  curve = ", ".join(f"{c['step']}: {c['recall']:.3f}" for c in r["recall_curve"]) or "-"
+  rows = [("recall before (truncated, heads calibrated)", f"{r['recall_before']:.3f} {r['heads_before']}"),
+          ("recall after (heads recalibrated)", f"{r['recall_after']:.3f} {r['heads_after']}"),
+          ("recall after, the old heads", f"{r['recall_after_old_heads']:.3f}"),
+          ("held-out recall by step", curve),
+          ("steps; s/step (median); first step incl. compile", f"{r['steps']}; {r['secs_per_step']:.2f}; "
+                                                                 f"{r['first_step_secs']:.1f}"),
+          ("loss / kd / attn: first -> last", f"{h[0]['loss']:.3f} / {h[0]['kd']:.3f} / {h[0]['attn']:.3f} -> "
+                                              f"{h[-1]['loss']:.3f} / {h[-1]['kd']:.3f} / {h[-1]['attn']:.3f}")]
+  return "\n".join(["| quantity | value |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows])
+
+
 def _leaves(state):
   import jax
   from flax import nnx
@@ -118,6 +133,7 @@ def main():
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--eval-every", type=int, default=20, help="held-out recall every N steps (0: off)")
   parser.add_argument("--out", default="workdir/specontext_smollm2_4l")
+  parser.add_argument("--write", action="store_true", help="record the table in benchmarks/RESULTS.md")
   args = parser.parse_args()
   if os.path.exists(os.path.join(args.out, "model", "params")):
     raise SystemExit(f"{args.out}/model/params exists; choose another --out")
@@ -130,6 +146,17 @@ def main():
     raise SystemExit(f"only {len(held_rows)} held-out rows; need {args.calib_rows + args.eval_rows}")
   results = distil((model.cfg, model.graphdef, model.state), train_rows, held_rows, args)
   print(json.dumps({k: v for k, v in results.items() if k not in ("history", "args")}))
+  text = summary(results)
+  print(text)
+  if args.write:
+    import datetime
+
+    from benchmarks.results import machine_line, write_section
+
+    write_section("specontext_distill", f"SpeContext retrieval model distilled from SmolLM2-135M ({args.layers} "
+                  f"layers; {machine_line()}, {datetime.date.today()}; train rows {results['seq']} tokens, held-out "
+                  f"essays at {results['eval_seq']}, recall@{args.budget} of the big model's layer-averaged "
+                  f"attention by {args.keep} retrieval heads)", text)
 
 
 if __name__ == "__main__":
