@@ -15,7 +15,7 @@ the "H2D MB/step" column is what crosses the host link per step in that layout (
 
   .venv/bin/python benchmarks/kv_methods.py [--contexts 4096,8192] [--budgets 0.25,0.125] [--tokens 128]
       [--methods all] [--rope yarn] [--tier pinned_host] [--peers] [--peer-contexts 8192] [--write]
-      [--plot benchmarks/kv_methods.png]
+      [--plot benchmarks/kv_methods.png] [--specontext-model workdir/specontext_smollm2_4l]
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ def kv_bytes_per_step(cache, spec_dtype_bytes: int = 4) -> tuple[float, float, f
   return kv, index, gather
 
 
-def run_context(model, context: int, budgets, methods, steps: int, tier: str = "") -> list[dict]:
+def run_context(model, context: int, budgets, methods, steps: int, tier: str = "",
+                specontext_model: str = "") -> list[dict]:
   import jax.numpy as jnp
 
   from lcjax.inference.kv_method import MethodGenerator, decode_scan, fidelity
@@ -109,7 +110,8 @@ def run_context(model, context: int, budgets, methods, steps: int, tier: str = "
         cache = (to_elastic if name == "specontext" else to_host_method_cache)(cache, tier)
       if name == "specontext":
         if runner is None:
-          runner = SpeContextRunner(cfg, graphdef, state, method, calib_prompt=real_text_prompt(model.tokenizer, 512))
+          runner = SpeContextRunner(cfg, graphdef, state, method, small=_retrieval_model(specontext_model, cfg),
+                                    calib_prompt=real_text_prompt(model.tokenizer, 512))
         runner = dataclasses.replace(runner, method=method)
         logits, moved, loaded, secs = _specontext_forced(runner, cache, dense_tokens, max_len, prompt)
         small = runner.small[0]
@@ -128,6 +130,16 @@ def run_context(model, context: int, budgets, methods, steps: int, tier: str = "
                    "setup_s": time.perf_counter() - t0 - secs, **extra})
       print(rows[-1], flush=True)
   return rows
+
+
+def _retrieval_model(directory: str, cfg):
+  """SpeContext's small model exported to `directory` (benchmarks/specontext_distill.py), with the big model's RoPE
+  and window; None (the big model's first layers, `truncated`) when no directory is given."""
+  if not directory:
+    return None
+  from lcjax.training.loop import load_trained
+
+  return load_trained(directory, rope=cfg.rope, max_seq_len=cfg.max_seq_len)
 
 
 def _specontext_forced(runner, cache, tokens, max_len, prompt):
@@ -209,6 +221,8 @@ def main():
   parser.add_argument("--write", action="store_true", help="record the table in benchmarks/RESULTS.md")
   parser.add_argument("--plot", default="")
   parser.add_argument("--note", default="")
+  parser.add_argument("--specontext-model", default="", help="SpeContext's retrieval model: a directory exported by "
+                      "benchmarks/specontext_distill.py (default: the big model's first 4 layers, undistilled)")
   args = parser.parse_args()
   from lcjax.checkpoint import load_pretrained
   from lcjax.kvcache import KV_METHODS
@@ -227,7 +241,7 @@ def main():
                                                               "original_context": trained},
                               max_seq_len=trained * factor)
       print(f"[{ctx}] RoPE {args.rope} x{factor}", flush=True)
-    rows += run_context(model, ctx, budgets, methods, args.tokens, args.tier)
+    rows += run_context(model, ctx, budgets, methods, args.tokens, args.tier, args.specontext_model)
   if args.peers:
     rows += peers([int(c) for c in args.peer_contexts.split(",")] if args.peer_contexts else contexts, args.tokens)
   text = table(rows)

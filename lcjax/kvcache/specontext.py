@@ -7,8 +7,8 @@ best recall the big model's attention (`calibrate_heads`). Because the selection
 step, its KV can be fetched from a host tier ahead of use; only the difference from the previous step's selection
 moves (elastic loading, counted by `moved`).
 
-Here the small model is any model sharing the tokenizer; `truncated` builds one from the big model's first layers
-(no distillation training on this branch).
+Here the small model is any model sharing the tokenizer; `truncated` builds one from the big model's first layers,
+`lcjax.kvcache.specontext_distill` distils it (KD + attention alignment).
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ class ProbeLayerKV:
 
   def update(self, k, v, positions) -> "ProbeLayerKV":
     dense = DenseLayerKV(self.k, self.v).update(k, v, positions)
-    return ProbeLayerKV(dense.k, dense.v, self.q)
+    return dataclasses.replace(self, k=dense.k, v=dense.v)
 
   def observe(self, q, positions) -> "ProbeLayerKV":
-    return ProbeLayerKV(self.k, self.v, q[:, -1])
+    return dataclasses.replace(self, q=q[:, -1])
 
   def attend(self, q, mask, **kwargs):
     return DenseLayerKV(self.k, self.v).attend(q, mask, **kwargs)
@@ -60,17 +60,26 @@ def init_probe_cache(cfg, batch: int, max_len: int, dtype=jnp.float32) -> KVCach
   return KVCache(layers, jnp.zeros((batch,), jnp.int32))
 
 
+def query_log_probs(q, k, lengths) -> jax.Array:
+  """log softmax(q k^T / sqrt(H)) of some queries over the keys at positions < lengths.
+
+  Args:
+    q: [B, P, N, H] queries (after RoPE).  k: [B, K, S, H] keys (after RoPE).  lengths: [B, P] keys visible.
+  Returns:
+    [B, P, N, S] fp32 log-probabilities (hidden keys get about -1e30: finite, so KL gradients stay finite).
+  """
+  b, p, n, h = q.shape
+  kh = k.shape[1]
+  s = jnp.einsum("bpkgh,bksh->bpkgs", q.reshape(b, p, kh, n // kh, h).astype(jnp.float32),
+                 k.astype(jnp.float32)).reshape(b, p, n, -1) / math.sqrt(h)
+  s = jnp.where(jnp.arange(s.shape[-1]) < lengths[:, :, None, None], s, -1e30)
+  return jax.nn.log_softmax(s, -1)
+
+
 def head_probs(cache: KVCache, lengths) -> jax.Array:
   """Attention probabilities of every layer's last query: [L, B, N, S] over positions < lengths."""
-  out = []
-  for layer in cache.layers:
-    b, n, h = layer.q.shape
-    kh = layer.k.shape[1]
-    s = jnp.einsum("bkgh,bksh->bkgs", layer.q.reshape(b, kh, n // kh, h).astype(jnp.float32),
-                   layer.k.astype(jnp.float32)).reshape(b, n, -1) / math.sqrt(h)
-    s = jnp.where(jnp.arange(s.shape[-1]) < lengths[:, None, None], s, -jnp.inf)
-    out.append(jax.nn.softmax(s, -1))
-  return jnp.stack(out)
+  return jnp.stack([jnp.exp(query_log_probs(layer.q[:, None], layer.k, lengths[:, None]))[:, 0]
+                    for layer in cache.layers])
 
 
 @KV_METHODS.register("specontext")
@@ -129,14 +138,19 @@ def calibrate_heads(big_probs, small_probs, budget: int, keep: int) -> tuple[tup
     ((layer, head), ...) best first.
   """
   target = np.asarray(big_probs).mean((0, 2))                                  # [B, S]
-  true = np.argsort(-target, -1)[:, :budget]
   sp = np.asarray(small_probs)
-  recall = {}
-  for l in range(sp.shape[0]):
-    for h in range(sp.shape[2]):
-      mine = np.argsort(-sp[l, :, h], -1)[:, :budget]
-      recall[(l, h)] = np.mean([len(set(a) & set(b)) / budget for a, b in zip(true, mine)])
+  recall = {(l, h): topk_recall(target, sp[l, :, h], budget) for l in range(sp.shape[0]) for h in range(sp.shape[2])}
   return tuple(sorted(recall, key=lambda k: -recall[k])[:keep])
+
+
+def topk_recall(target, scores, k: int) -> float:
+  """Mean over rows of |top-k(target) & top-k(scores)| / k.  target, scores: [R, S] (any leading shape)."""
+  target, scores = (np.asarray(x).reshape(-1, np.shape(x)[-1]) for x in (target, scores))
+  rows = np.arange(len(target))[:, None]
+  hits = np.zeros(target.shape, np.int32)
+  hits[rows, np.argsort(-target, -1)[:, :k]] += 1
+  hits[rows, np.argsort(-scores, -1)[:, :k]] += 1
+  return float(np.mean(np.sum(hits == 2, -1) / k))
 
 
 def truncated(cfg, state, num_layers: int):

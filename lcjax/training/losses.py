@@ -7,6 +7,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from lcjax.errors import ShapeError
 from lcjax.registry import Registry
 
 LOSSES: Registry[Callable] = Registry("loss")
@@ -32,3 +33,28 @@ def next_token_loss(logits: jax.Array, targets: jax.Array, loss_mask: jax.Array 
   loss = jnp.sum(nll) / jnp.maximum(tokens, 1.0)
   accuracy = jnp.sum((jnp.argmax(logits, axis=-1) == targets) * mask) / jnp.maximum(tokens, 1.0)
   return loss, {"loss": loss, "tokens": tokens, "accuracy": accuracy}
+
+
+@LOSSES.register("distill_kl")
+def distill_kl_loss(logits: jax.Array, teacher_logits: jax.Array, temperature: float = 1.0,
+                    loss_mask: jax.Array | None = None):
+  """Knowledge distillation (Hinton et al. 2015): T^2 * mean KL(softmax(teacher / T) || softmax(student / T)).
+
+  The T^2 keeps the gradient scale independent of T. The teacher is a constant (no gradient flows into it).
+
+  Args:
+    logits: [B, T, V] the student's.  teacher_logits: [B, T, V] the teacher's (same vocabulary).
+    temperature: T > 0.  loss_mask: [B, T] 0/1 weights; None = all ones.
+  Returns:
+    (loss scalar, {"loss": loss, "tokens": number of counted tokens}).
+  """
+  if logits.shape != teacher_logits.shape:
+    raise ShapeError(f"student logits {logits.shape} and teacher logits {teacher_logits.shape} differ "
+                     f"(the two models must share the vocabulary)")
+  log_s = jax.nn.log_softmax(logits.astype(jnp.float32) / temperature, axis=-1)
+  log_t = jax.nn.log_softmax(jax.lax.stop_gradient(teacher_logits).astype(jnp.float32) / temperature, axis=-1)
+  mask = jnp.ones(logits.shape[:-1], jnp.float32) if loss_mask is None else loss_mask.astype(jnp.float32)
+  kl = jnp.sum(jnp.exp(log_t) * (log_t - log_s), axis=-1) * mask
+  tokens = jnp.sum(mask)
+  loss = temperature ** 2 * jnp.sum(kl) / jnp.maximum(tokens, 1.0)
+  return loss, {"loss": loss, "tokens": tokens}
