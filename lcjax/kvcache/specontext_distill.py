@@ -35,6 +35,7 @@ from lcjax.config import MeshConfig
 from lcjax.errors import ConfigError, ContextLengthError, ShapeError
 from lcjax.kvcache.dense import KVCache
 from lcjax.kvcache.specontext import ProbeLayerKV, calibrate_heads, init_probe_cache, query_log_probs, topk_recall
+from lcjax.models.build import check_params
 from lcjax.training.config import OptimizerConfig
 from lcjax.training.losses import distill_kl_loss
 
@@ -146,22 +147,6 @@ def query_positions(length: int, queries: int, min_context: int, rng: np.random.
   return np.sort(rng.choice(np.arange(min_context, length), queries, replace=False)).astype(np.int32)
 
 
-def _check_state(cfg, state, what: str) -> None:
-  from lcjax.models.build import abstract_model
-
-  want = dict(jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(abstract_model(cfg)[1]))[0])
-  have = dict(jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(state))[0])
-  name = lambda p: ".".join(str(getattr(k, "key", k)) for k in p)  # noqa: E731
-  if set(want) != set(have):
-    raise ShapeError(f"{what}: params do not match its config: missing {[name(p) for p in set(want) - set(have)][:4]}"
-                     f", unexpected {[name(p) for p in set(have) - set(want)][:4]}")
-  for p, spec in want.items():
-    if tuple(np.shape(have[p])) != tuple(spec.shape):
-      raise ShapeError(f"{what}: parameter {name(p)} has shape {tuple(np.shape(have[p]))}, its config "
-                       f"(dim={cfg.dim}, heads={cfg.num_heads}/{cfg.num_kv_heads}, head_dim={cfg.head_dim}) "
-                       f"expects {tuple(spec.shape)}")
-
-
 def check_pair(big, small, token_batches) -> None:
   """Raises unless big and small (cfg, graphdef, state) share a tokenizer, their params fit their configs, and the
   token batches ([B, T] int, one shape) fit both models' vocabulary and context. The two models may differ in every
@@ -175,8 +160,8 @@ def check_pair(big, small, token_batches) -> None:
     if cfg.sliding_window is not None or cfg.sparse_pattern is not None:
       raise ConfigError(f"{what}: attention alignment needs full causal attention, got sliding_window="
                         f"{cfg.sliding_window}, sparse_pattern={cfg.sparse_pattern}")
-  _check_state(bc, bs, "big model")
-  _check_state(sc, ss, "small model")
+  check_params(bc, nnx.to_pure_dict(bs), "big model", ShapeError)
+  check_params(sc, nnx.to_pure_dict(ss), "small model", ShapeError)
   shapes = {tuple(np.shape(x)) for x in token_batches}
   if len(shapes) != 1 or len(next(iter(shapes))) != 2:
     raise ShapeError(f"token batches must be [B, T] arrays of one shape, got shapes {sorted(shapes)}")

@@ -22,6 +22,30 @@ def abstract_model(cfg: ModelConfig):
   return nnx.split(nnx.eval_shape(lambda: Llama(cfg, key=jax.random.PRNGKey(0))))
 
 
+def check_params(cfg: ModelConfig, params: dict, source: str, error: type[Exception] = CheckpointError):
+  """Raises `error` unless a nested param dict has exactly the model's parameters, each of the model's shape.
+
+  Args:
+    cfg: model config.  params: nested dict of arrays (as `nnx.to_pure_dict` gives).  source: named in errors.
+  Returns:
+    (graphdef, abstract state, {path: wanted abstract leaf}, {path: given array}).
+  """
+  graphdef, abstract = abstract_model(cfg)
+  flat_want = dict(jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(abstract))[0])
+  flat_have = dict(jax.tree_util.tree_flatten_with_path(params)[0])
+  path_str = lambda p: ".".join(str(getattr(k, "key", k)) for k in p)  # noqa: E731
+  missing = [path_str(p) for p in flat_want if p not in flat_have]
+  extra = [path_str(p) for p in flat_have if p not in flat_want]
+  if missing or extra:
+    raise error(f"{source}: parameters do not match the model: missing {missing[:5]}, unexpected {extra[:5]}")
+  for p, spec in flat_want.items():
+    if tuple(np.shape(flat_have[p])) != tuple(spec.shape):
+      raise error(f"{source}: parameter {path_str(p)} has shape {tuple(np.shape(flat_have[p]))}, the model "
+                  f"(dim={cfg.dim}, heads={cfg.num_heads}/{cfg.num_kv_heads}, head_dim={cfg.head_dim}) expects "
+                  f"{tuple(spec.shape)}")
+  return graphdef, abstract, flat_want, flat_have
+
+
 def state_from_params(cfg: ModelConfig, params: dict, source: str):
   """Fills the model's state from a nested param dict (as `nnx.to_pure_dict` gives), checking every shape.
 
@@ -32,25 +56,10 @@ def state_from_params(cfg: ModelConfig, params: dict, source: str):
   Raises:
     CheckpointError: a missing, extra or wrongly shaped parameter.
   """
-  graphdef, abstract = abstract_model(cfg)
-  want = nnx.to_pure_dict(abstract)
+  graphdef, abstract, flat_want, flat_have = check_params(cfg, params, source)
   dtype = jnp.dtype(cfg.param_dtype)
-  flat_want = dict(jax.tree_util.tree_flatten_with_path(want)[0])
-  flat_have = {path: x for path, x in jax.tree_util.tree_flatten_with_path(params)[0]}
-  path_str = lambda p: ".".join(str(getattr(k, "key", k)) for k in p)  # noqa: E731
-  missing = [path_str(p) for p in flat_want if p not in flat_have]
-  extra = [path_str(p) for p in flat_have if p not in flat_want]
-  if missing or extra:
-    raise CheckpointError(f"{source}: parameters do not match the model: missing {missing[:5]}, "
-                          f"unexpected {extra[:5]}")
-  leaves = {}
-  for p, spec in flat_want.items():
-    value = flat_have[p]
-    if tuple(np.shape(value)) != tuple(spec.shape):
-      raise CheckpointError(f"{source}: parameter {path_str(p)} has shape {tuple(np.shape(value))}, "
-                            f"the model expects {tuple(spec.shape)}")
-    leaves[p] = jnp.asarray(value, dtype)
-  filled = jax.tree_util.tree_map_with_path(lambda p, _: leaves[p], want)
+  leaves = {p: jnp.asarray(flat_have[p], dtype) for p in flat_want}
+  filled = jax.tree_util.tree_map_with_path(lambda p, _: leaves[p], nnx.to_pure_dict(abstract))
   nnx.replace_by_pure_dict(abstract, filled)
   return graphdef, abstract
 
