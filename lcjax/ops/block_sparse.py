@@ -59,8 +59,7 @@ AUTO_TABLE: dict[str, tuple[str, ...]] = {
 def kernel_fits(name: str, q_dtype, head_dim: int, rows: int, block_size: int) -> bool:
   """Whether a call (q dtype, H, packed rows G*T, block size C) fits kernel `name`'s tiling (jnp impls: always)."""
   if name == "pallas_mosaic_gpu":
-    return (jnp.dtype(q_dtype) in (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16)) and block_size % 64 == 0
-            and head_dim % 64 == 0 and rows <= 64)
+    return bs.gpu_mosaic.fits(q_dtype, rows, block_size, head_dim)
   if name == "pallas_triton":
     return block_size % 16 == 0
   if name == "pallas_tpu":

@@ -24,6 +24,12 @@ from pallas_kernels.tile_math import F32, MASK_VALUE, PAD_KV_SEGMENT, round_up, 
 ROWS_PER_CTA = 64  # one warpgroup's wgmma M
 
 
+def fits(dtype, rows: int, block_size: int, head_dim: int) -> bool:
+  """Whether a call fits this kernel: f16/bf16, at most 64 packed rows (G * T), blocks and H multiples of 64."""
+  return (jnp.dtype(dtype) in (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16)) and rows <= ROWS_PER_CTA
+          and block_size % 64 == 0 and head_dim % 64 == 0)
+
+
 def _fetch(k_ref, v_ref, meta_smem, src, kh, i, slot, bufs, barriers):
   k_smem, v_smem = bufs
   block = meta_smem[i]
@@ -90,7 +96,7 @@ def gather_attention(q, q_pos, k, v, indices, starts, counts, kv_len, *, cfg: Ga
   """
   b, kv_heads, rows, h = q.shape
   c, m, p = k.shape[3], indices.shape[2], cfg.num_splits
-  if rows != ROWS_PER_CTA or c % 64 or h % 64 or jnp.dtype(q.dtype) not in map(jnp.dtype, (jnp.float16, jnp.bfloat16)):
+  if rows != ROWS_PER_CTA or not fits(q.dtype, rows, c, h):
     raise ValueError(f"mosaic_gpu gather-block attention takes f16/bf16, 64 packed rows (G * T <= 64), blocks and H "
                      f"multiples of 64; got {q.dtype}, rows={rows}, C={c}, H={h}")
   mp = round_up(m, 4)  # 16-byte TMA rows
