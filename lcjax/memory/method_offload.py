@@ -197,10 +197,6 @@ class ElasticLayerKV(MethodLayerKV):
     return dataclasses.replace(cache, layers=layers), moved
 
 
-def _padded(buckets: Sequence[int], e: int) -> int:
-  return next(b for b in buckets if b >= e)
-
-
 def elastic_buckets(width: int) -> tuple[int, ...]:
   """The static transfer sizes of an elastic load into a working set of `width` slots: width/16 ... width."""
   return tuple(sorted({max(1, width // d) for d in (16, 8, 4, 2, 1)}))
@@ -208,7 +204,7 @@ def elastic_buckets(width: int) -> tuple[int, ...]:
 
 def loaded_rows(moved_max: int, width: int) -> int:
   """Rows per kv head an elastic load of `moved_max` missing tokens transfers (its bucket)."""
-  return _padded(elastic_buckets(width), moved_max)
+  return next(b for b in elastic_buckets(width) if b >= moved_max)
 
 
 def elastic_plan(buf_pos: jax.Array, sel: Selection, max_len: int) -> dict:
