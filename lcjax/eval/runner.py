@@ -119,6 +119,10 @@ def evaluate_one(task: Task, example: Example, generate, tokenizer, length: int)
   except ContextLengthError as e:
     return {"error": str(e), "score": None}
   prediction = tokenizer.decode(tokens)
+  if example.companion is not None:
+    raw = dataclasses.replace(task, chat=False, truncation="none")
+    second = generate(build_prompt(raw, example.companion, tokenizer), budget)
+    prediction += example.companion_format.format(tokenizer.decode(second))
   result = METRICS.get(task.metric).score(prediction, example.reference, **example.metric_kwargs)
   return {"prediction": prediction, "prompt_tokens": len(ids), "new_tokens": len(tokens), **result}
 

@@ -33,6 +33,8 @@ class Example:
     document: the truncatable document for `leval_words` truncation.
     max_new_tokens: per-example override of the task's generation budget (M4LE uses the length bucket).
     answer_prefix: text the answer starts with, appended after the chat template (RULER's answer prefix).
+    companion: a second, independent prompt (no chat template, no truncation) whose greedy answer is appended to
+      the prediction as `companion_format.format(answer)` before scoring (L-Eval sci_fi's document-free run).
   """
 
   id: str
@@ -44,6 +46,8 @@ class Example:
   document: str | None = None
   max_new_tokens: int | None = None
   answer_prefix: str = ""
+  companion: "Example | None" = None
+  companion_format: str = "{}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,6 +41,8 @@ def _register_generators() -> None:
         doc="RULER frequent words extraction", **gen)
   _task("needlebench.single", "needlebench", _samples(needlebench.single_needle_example), "needlebench.origin", 64,
         uses_depth=True, doc="NeedleBench single-needle retrieval", **gen)
+  _task("needlebench_v2.single", "needlebench", _samples(needlebench.single_needle_example), "needlebench_v2.origin",
+        64, uses_depth=True, doc="NeedleBench single-needle retrieval, v2 evaluator (keyword or 0)", **gen)
   _task("needlebench.multi_retrieval", "needlebench", _samples(needlebench.multi_needle_retrieval_example),
         "needlebench.parallel", 128, uses_depth=True, doc="NeedleBench multi-needle retrieval", **gen)
   _task("needlebench.multi_reasoning", "needlebench", _samples(needlebench.multi_needle_reasoning_example),
@@ -65,14 +67,14 @@ def _register_longbench() -> None:
           doc=f"LongBench {name}")
   for name in longbench.LONGBENCH_E:
     _task(f"longbench_e.{name}", "longbench_e", functools.partial(longbench.longbench_examples, dataset=name, e=True),
-          f"longbench.{name}", longbench.DATASET2MAXLEN[name], chat=name not in longbench.NO_CHAT,
+          f"longbench_e.{name}", longbench.DATASET2MAXLEN[name], chat=name not in longbench.NO_CHAT,
           data_file="longbench", doc=f"LongBench-E {name}")
 
 
 LEVAL_METRIC = {"coursera": "leval.exam_options", "quality": "leval.exam_options", "tpo": "leval.exam_options",
-                "gsm100": "leval.exam_math", "topic_retrieval_longchat": "leval.exam", "codeU": "leval.exam",
-                "sci_fi": "leval.sci_fi_loyalty", "gov_report_summ": "leval.rouge", "meeting_summ": "leval.rouge",
-                "news_summ": "leval.rouge", "patent_summ": "leval.rouge", "review_summ": "leval.rouge",
+                "gsm100": "leval.exam_math", "topic_retrieval_longchat": "leval.topic_retrieval",
+                "codeU": "leval.exam_code", "sci_fi": "leval.sci_fi", "gov_report_summ": "leval.rouge",
+                "meeting_summ": "leval.rouge", "news_summ": "leval.rouge", "patent_summ": "leval.rouge", "review_summ": "leval.rouge",
                 "tv_show_summ": "leval.rouge", "paper_assistant": "leval.rouge"}
 M4LE_TASKS = {  # task: (metric, lang, end tokens, label separator, label end)  -- evaluation.py's tasks_param
     "arxiv": ("rouge", "en", ("\n",)), "pubmed": ("rouge", "en", ("\n",)), "booksum": ("rouge", "en", ("\n",)),
@@ -116,6 +118,8 @@ def _register_loaders() -> None:
   for name, params in M4LE_TASKS.items():
     metric, lang, ends, *labels = params
     kwargs = dict(metric=metric, lang=lang, end_tokens=ends, **(dict(sep=labels[0], end=labels[1]) if labels else {}))
+    if name == "marc":  # only marc_preprocess cuts the answer at "." too
+      kwargs["cut_answer"] = True
     _task(f"m4le.{name}", "m4le", _with_kwargs(functools.partial(qa.m4le_examples, task=name), **kwargs),
           "m4le.score", 512, data_file="m4le", doc=f"M4LE {name} ({metric})")
   for name in SCBENCH_TASKS:

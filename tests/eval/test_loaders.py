@@ -61,7 +61,11 @@ def test_leval_loader_real_files(shared_data, tokenizer):
   assert len(ids) < 1500 + 400  # document cut by L-Eval's word rule; the system prompt and chat template remain
   assert {ex.meta["evaluation"] for ex in _examples("leval.financial_qa", os.path.join(shared_data, "leval"))} == {"f1"}
   sci = _examples("leval.sci_fi", os.path.join(shared_data, "leval"))
-  assert _oracle_score("leval.sci_fi", sci[0].reference[0].split("[")[0], sci[0]) == 100.0
+  assert sci[0].reference[0] == "True [fact: False]" and sci[0].companion_format == " [fact: {}]"
+  assert "real-world knowledge" in sci[0].companion.prompt and "{document}" not in sci[0].companion.prompt
+  assert _oracle_score("leval.sci_fi", "True [fact: False]", sci[0]) == 100.0
+  assert _oracle_score("leval.sci_fi", "True [fact: True]", sci[0]) == 50.0  # loyalty right, fact wrong
+  assert _oracle_score("leval.sci_fi", "True", sci[0]) == 0.0  # no "[fact:": the official script crashes
 
 
 def test_loogle_real_files(shared_data, tokenizer):
@@ -144,6 +148,9 @@ def test_other_fixtures():
   assert _oracle_score("scbench.kv", "v2", kv[1]) == 1.0
   choice = _examples("scbench.choice_eng", os.path.join(FIXTURES, "scbench"))
   assert "B. red" in choice[0].prompt and _oracle_score("scbench.choice_eng", "B", choice[0]) == 1.0
+  # issue 24 item 1: the official label is [answer text, letter], so a letter answer scores ('A', 'Alice'): 1
+  assert choice[1].reference == ["Alice", "A"] and _oracle_score("scbench.choice_eng", "A", choice[1]) == 1.0
+  assert _oracle_score("scbench.choice_eng", "Alice", choice[1]) == 1.0
 
 
 def test_bad_input_errors(tmp_path):

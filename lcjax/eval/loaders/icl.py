@@ -108,4 +108,5 @@ def label_examples(spec: SampleSpec) -> list[Example]:
           "from the demonstration examples with the exact format. The examples are as follows: \n")
   demo = head + "".join(f"service query: {d['text']}\nintent category: {labels[d['label']]}\n" for d in demos)
   return [Example(id=str(i), prompt=demo + f"service query: {r['text']}\nintent category: ",
-                  reference=labels[r["label"]]) for i, r in enumerate(limit(test, spec.num_samples))]
+                  reference=labels[r["label"]], metric_kwargs={"text": r["text"]})
+          for i, r in enumerate(limit(test, spec.num_samples))]

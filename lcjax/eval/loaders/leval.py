@@ -5,7 +5,9 @@ the released files, Python list literals) and an `evaluation` kind (exam / f1 / 
 instruction becomes one example; records whose evaluation is LLM or human are skipped as `auto_eval.py` skips
 them. Prompts follow the Llama-2-chat baseline: the task's system prompt, then "Document is as follows. {document}
 ..." with the exam suffix, the GSM/CodeU/topic special forms, or "Answer this question with N words." for open
-tasks; the document is truncated by L-Eval's word rule to the model's input budget.
+tasks; the document is truncated by L-Eval's word rule to the model's input budget. Sci-fi examples carry the
+document-free factuality question as a `companion` prompt (its answer is appended as " [fact: ...]"); topic
+retrieval examples carry their question position (1st/2nd/3rd topic) for the per-position average.
 """
 
 from __future__ import annotations
@@ -64,6 +66,14 @@ def _prompt(task: str, inst: str, out: str, exam: bool) -> tuple[str, str]:
       f" \nAnswer this question with {len(out.split())} words.", ""
 
 
+def _fact_run(inst: str) -> dict:
+  """Sci-fi's second, document-free question (`llama2-chat-test.py`), appended to the prediction as " [fact: ...]"."""
+  text = inst.replace("based on the world described in the document.",
+                      "based on the real-world knowledge and facts up until your last training")
+  text += "Please directly answer without any additional output or explanation. \nAnswer:"
+  return {"companion": Example(id="fact", prompt=text, reference=None), "companion_format": " [fact: {}]"}
+
+
 def leval_examples(spec: SampleSpec, task: str) -> list[Example]:
   """One example per (document, instruction) with an automatic metric."""
   folder = "Closed-ended-tasks" if task in CLOSED else "Open-ended-tasks"
@@ -75,7 +85,10 @@ def leval_examples(spec: SampleSpec, task: str) -> list[Example]:
       continue
     for q, (inst, gold) in enumerate(zip(literal_list(row["instructions"]), literal_list(row["outputs"]))):
       prompt, prefix = _prompt(task, inst, gold, row["evaluation"] == "exam")
+      kwargs = {"coursera": task == "coursera", "position": q % 3} if "topic" in task else {
+          "coursera": task == "coursera"}
       out.append(Example(id=f"{d}-{q}", prompt=prompt, document=row["input"], reference=[gold],
-                         answer_prefix=prefix, metric_kwargs={"coursera": task == "coursera"},
-                         meta={"evaluation": row["evaluation"], "source": row.get("source")}))
+                         answer_prefix=prefix, metric_kwargs=kwargs,
+                         meta={"evaluation": row["evaluation"], "source": row.get("source")},
+                         **(_fact_run(inst) if task == "sci_fi" else {})))
   return limit(out, spec.num_samples)

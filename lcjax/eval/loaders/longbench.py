@@ -54,6 +54,6 @@ def longbench_examples(spec: SampleSpec, dataset: str, e: bool = False) -> list[
     require(row, ("input", "context", "answers"), f"{path} record {i}")
     out.append(Example(
         id=str(row.get("_id", i)), prompt=DATASET2PROMPT[dataset].format(**row), reference=row["answers"],
-        metric_kwargs={"all_classes": row.get("all_classes")},
+        metric_kwargs={"all_classes": row.get("all_classes"), **({"length": row.get("length")} if e else {})},
         meta={"length": row.get("length"), "language": row.get("language")}))
   return out

@@ -7,7 +7,8 @@
   instruction + "\\n" + input; `inference.py` sets max_new_tokens to the length bucket (kept on purpose).
 - SCBench (microsoft/SCBench `data/<task>.jsonl`): {"id", "context", "multi_turns": [{"input", "answer", ...}]};
   each turn becomes an example whose chat history holds the first turn's full prompt and the *gold* answers of the
-  previous turns (SCBench's golden-context multi-turn mode).
+  previous turns (SCBench's golden-context multi-turn mode). References are the labels the official pipeline builds
+  (`official_label`: choice_eng [answer, letter], qa_eng [answer], others the raw answer).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import re
 
 from lcjax.eval.loaders.common import limit, literal_list, read_jsonl, require, resolve
+from lcjax.eval.metrics.scbench import official_label
 from lcjax.eval.task import Example, SampleSpec
 
 LOOGLE_PROMPTS = {
@@ -101,7 +103,7 @@ def scbench_examples(spec: SampleSpec, task: str) -> list[Example]:
       fields = _turn_fields(turn)
       text = (SCBENCH_FIRST[task].format(context=context, **fields) if t == 0
               else SCBENCH_FOLLOW.get(task, "{input}").format(**fields))
-      out.append(Example(id=f"{row.get('id', d)}-{t}", prompt=text, reference=turn["answer"],
-                         history=tuple(history), metric_kwargs={"task": task}, meta={"turn": t}))
+      out.append(Example(id=f"{row.get('id', d)}-{t}", prompt=text, reference=official_label(turn, task),
+                         history=tuple(history), metric_kwargs={"task": task, "turn": t}, meta={"turn": t}))
       history = history + [{"role": "user", "content": text}, {"role": "assistant", "content": str(turn["answer"])}]
   return limit(out, spec.num_samples)

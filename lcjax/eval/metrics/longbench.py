@@ -119,16 +119,37 @@ def scorer(dataset: str, predictions: Sequence[str], answers: Sequence[Sequence[
   return round(100 * total / len(predictions), 2)
 
 
-def scorer_e(dataset: str, predictions: Sequence[str], answers, lengths: Sequence[int], all_classes=None) -> dict:
-  """LongBench-E: the same per-example scores bucketed by the example's `length` (words) into 0-4k, 4-8k, 8k+.
+def _bucket(length: int) -> str:
+  return "0-4k" if length < 4000 else "4-8k" if length < 8000 else "8k+"
 
-  An empty bucket is NaN, as `np.mean([])` makes it in the official code.
-  """
+
+def bucket_means(scores_by_bucket: dict) -> dict:
+  """round(100 * np.mean(bucket), 2) per bucket (np.mean's pairwise summation; NaN for an empty bucket)."""
+  import numpy as np
+
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return {k: round(100 * float(np.mean(v)), 2) if v else float("nan") for k, v in scores_by_bucket.items()}
+
+
+def scorer_e(dataset: str, predictions: Sequence[str], answers, lengths: Sequence[int], all_classes=None) -> dict:
+  """LongBench-E: the same per-example scores bucketed by the example's `length` (words) into 0-4k, 4-8k, 8k+,
+  averaged with `np.mean` as `eval.py` does (an empty bucket is NaN, as `np.mean([])` makes it)."""
   buckets: dict[str, list[float]] = {"0-4k": [], "4-8k": [], "8k+": []}
   for p, a, n in zip(predictions, answers, lengths):
-    key = "0-4k" if n < 4000 else "4-8k" if n < 8000 else "8k+"
-    buckets[key].append(score_example(dataset, p, a, all_classes))
-  return {k: round(100 * sum(v) / len(v), 2) if v else float("nan") for k, v in buckets.items()}
+    buckets[_bucket(n)].append(score_example(dataset, p, a, all_classes))
+  return bucket_means(buckets)
+
+
+def _e_aggregate(rows: Sequence[dict]) -> dict:
+  """LongBench-E buckets from rows carrying their `length`; "score" is the mean over all rows, round(100 * np.mean)."""
+  import numpy as np
+
+  buckets: dict[str, list[float]] = {"0-4k": [], "4-8k": [], "8k+": []}
+  for r in rows:
+    buckets[_bucket(r["length"])].append(float(r["score"]))
+  out = bucket_means(buckets)
+  score = round(100 * float(np.mean([float(r["score"]) for r in rows])), 2) if rows else 0.0
+  return {"score": score, **out, "n": len(rows)}
 
 
 def _registered(dataset: str):
@@ -139,5 +160,16 @@ def _registered(dataset: str):
   return fn
 
 
+def _registered_e(dataset: str):
+  single = _registered(dataset)
+
+  def fn(prediction: str, answers, all_classes=None, length: int = 0, **kwargs) -> dict:
+    return {"score": single(prediction, answers, all_classes), "length": int(length or 0)}
+
+  fn.__doc__ = f"LongBench-E {dataset}: {DATASET2METRIC[dataset].__doc__.splitlines()[0]} (length buckets)"
+  return fn
+
+
 for _name in DATASET2METRIC:
   register(f"longbench.{_name}", _registered(_name))
+  register(f"longbench_e.{_name}", _registered_e(_name), aggregate=_e_aggregate)

@@ -1,7 +1,10 @@
-"""LongICLBench official metrics (TIGER-AI-Lab/LongICLBench `*_infer.py` parsing, `fewnerd_evaluate.py`,
+"""LongICLBench official metrics (TIGER-AI-Lab/LongICLBench @9c5da3d `*_infer.py` parsing, `fewnerd_evaluate.py`,
 `dialogueRE_evaluate.py`).
 
-- Classification tasks (banking77, tacred, goemotion, discovery): exact match of the parsed label.
+- Classification tasks (banking77, goemotion, discovery: accuracy; tacred: micro-F1): the label is cut from the
+  response after the test input and the label marker ("intent category:", "emotion category:", ...), up to the
+  next example marker, first line; banking77 / goemotion / discovery lowercase both sides (discovery also drops
+  “ ” , . "), TACRED compares case-sensitively and counts a prediction toward precision when it names a label.
 - Few-NERD: the response is parsed into {entity: type} lines ("Entity: Type") after the test sentence; micro
   precision / recall over all sentences with 1e-8 smoothing; F1 = 2PR / (P + R).
 - DialogRE: predicted relations are the comma-split answer; a prediction counts towards precision if it contains
@@ -11,8 +14,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
+from lcjax.errors import UnknownNameError
 from lcjax.eval.metrics.base import register
 
 DIALOGUE_RELATIONS = (
@@ -99,12 +104,78 @@ def _dialogue_aggregate(rows: Sequence[dict]) -> dict:
   return {"score": dialogue_re_f1([r["pred_line"] for r in rows], [r["label_line"] for r in rows]), "n": len(rows)}
 
 
-def _label_em(prediction: str, reference: str, **kwargs) -> float:
-  """Exact match of the label parsed after "<label prefix>" up to the next query marker."""
-  marker = kwargs.get("query_marker", "service query")
-  return float(prediction.split(marker)[0].strip() == reference)
+def parse_label_response(response: str, anchor: str, marker: str, stop: str | None) -> str:
+  """The label line the `*_infer.py` scripts cut from a response: after the last `anchor` (the test input) and
+  the label `marker`, up to `stop` (only when the marker was found); without the anchor, up to `stop` (discovery
+  has no such branch: `stop` None); then the first line of the stripped text."""
+  if anchor in response:
+    parts = response.split(anchor)[-1].strip().split(marker)
+    if len(parts) > 1:
+      response = parts[1] if stop is None else parts[1].split(stop)[0]
+    else:
+      response = parts[0]
+  elif stop is not None:
+    response = response.split(stop)[0]
+  return response.strip().split("\n")[0]
+
+
+_DISCOVERY_PUNCT = re.compile(r'[“”,."]')
+# task: (the example field that anchors the answer, label marker, stop marker)
+ICL_PARSE = {"banking77": ("text", "intent category:", "service query"),
+             "goemotion": ("text", "emotion category:", "comment: "),
+             "discovery": ("sentence2", "the most suitable conjunction word in the previous ( ) is", None),
+             "tacred": ("sentence", "the relation between the two entities is:", "sentence:")}
+
+
+def normalize_label(text: str, task: str) -> str:
+  """Both sides of the comparison: lowercased and stripped (discovery first drops “ ” , . and \"); TACRED keeps
+  case and only strips."""
+  if task == "tacred":
+    return text.strip()
+  if task == "discovery":
+    text = _DISCOVERY_PUNCT.sub("", text.strip())
+  return text.lower().strip()
+
+
+def label_prediction(response: str, task: str, anchor: str) -> str:
+  """The normalised predicted label of one response for `task` in ICL_PARSE."""
+  if task not in ICL_PARSE:
+    raise UnknownNameError(f"LongICLBench label task {task!r}; known: {sorted(ICL_PARSE)}")
+  _, marker, stop = ICL_PARSE[task]
+  return normalize_label(parse_label_response(response, anchor, marker, stop), task)
+
+
+def _label_metric(task: str):
+  def metric(prediction: str, reference: str, text: str = "", **kwargs) -> float:
+    return float(label_prediction(prediction, task, text) == normalize_label(reference, task))
+
+  metric.__doc__ = f"LongICLBench {task}: exact match of the parsed, lowercased label ({ICL_PARSE[task][1]!r})"
+  return metric
+
+
+def _tacred(prediction: str, reference: str, text: str = "", labels: Sequence[str] = (), **kwargs) -> dict:
+  """TACRED parsed relation (case kept) vs gold; counts toward precision when it is one of the task's labels."""
+  pred = label_prediction(prediction, "tacred", text)
+  return {"score": float(pred == reference), "predicted": pred in labels, "correct": pred == reference}
+
+
+def _tacred_aggregate(rows: Sequence[dict]) -> dict:
+  """`tacred_infer.py`'s final micro precision / recall / F1 (1e-8 smoothing), x100."""
+  total_pred = sum(1 for r in rows if r["predicted"])
+  total_correct = sum(1 for r in rows if r["correct"])
+  precision, recall = total_correct / (total_pred + 1e-8), total_correct / (len(rows) + 1e-8)
+  f1 = 2 * precision * recall / (precision + recall + 1e-8)
+  return {"score": 100 * f1, "precision": precision, "recall": recall, "n": len(rows)}
+
+
+def _accuracy(rows: Sequence[dict]) -> dict:
+  """correct / total (x100, unrounded), as the scripts print it."""
+  return {"score": 100 * sum(r["score"] for r in rows) / len(rows) if rows else 0.0, "n": len(rows)}
 
 
 register("longiclbench.fewnerd", _fewnerd, aggregate=_fewnerd_aggregate)
 register("longiclbench.dialogue_re", _dialogue, aggregate=_dialogue_aggregate)
-register("longiclbench.label_em", _label_em)
+register("longiclbench.label_em", _label_metric("banking77"), aggregate=_accuracy)
+register("longiclbench.goemotion", _label_metric("goemotion"), aggregate=_accuracy)
+register("longiclbench.discovery", _label_metric("discovery"), aggregate=_accuracy)
+register("longiclbench.tacred", _tacred, aggregate=_tacred_aggregate)

@@ -55,15 +55,14 @@ def _normalize_tom(s: str) -> str:
 
 
 def _belief(line: str) -> str | None:
-  if re.match(r"^- Step \d+:", line):
+  """`_extract_belief_content`: the normalised text after the first "-" of a line starting with "-"."""
+  if line.startswith("-"):
     return _normalize_tom(line.split("-", 1)[1].strip())
   return None
 
 
 def evaluate_tom_trace(response: str, ground_truth: str) -> tuple[float, float]:
-  """(strict, partial) accuracy of the "- Step N:" belief trace, from the last "- Step 0:" of the response."""
-  if "- Step 0:" in response:
-    response = response[response.rfind("- Step 0:"):]
+  """(strict, partial) accuracy of the belief traces: every line starting with "-" (empty beliefs dropped)."""
   model = [b for b in (_belief(x) for x in response.strip().split("\n")) if b]
   gold = [b for b in (_belief(x) for x in ground_truth.strip().split("\n")) if b]
   if len(model) == len(gold) and all(a == b for a, b in zip(model, gold)):
@@ -238,22 +237,33 @@ def _normalize_cell(s: str) -> str:
 
 
 def _tsv_rows(lines: Sequence[str]) -> list[tuple[str, ...]]:
+  """`_string_to_pd`: header + rows (a short last row dropped, other ragged rows -> N/A), cells normalised.
+
+  Raises:
+    ValueError where the official pandas conversion fails: duplicate header names (the per-column normalisation
+    then gets a DataFrame).
+  """
   data = list(csv.reader(lines, delimiter="\t"))
   header, data = data[0], data[1:]
   if len(data[-1]) != len(header):
     data = data[:-1]
+  if len(set(header)) != len(header):
+    raise ValueError(f"duplicate column names in {header}")
   rows = [row if len(row) == len(header) else ["N/A"] * len(header) for row in data]
   return [tuple(_normalize_cell(c) for c in row) for row in rows]
 
 
 def evaluate_html_to_tsv(prediction: str, reference: str) -> dict:
-  """Row precision / recall / F1 of normalised TSV rows (any order); errors (unparsable TSV) score 0."""
+  """Row precision / recall / F1 of normalised TSV rows (any order); errors score 0 with extraction_rate 0: an
+  unparsable TSV, no rows, or a column count different from the gold's (pandas' `DataFrame.eq` raises there)."""
   try:
     gt = _tsv_rows(reference.strip().split("\n"))
     pred = _tsv_rows(prediction.strip().split("\n"))
+    if pred and gt and len(pred[0]) != len(gt[0]):
+      raise ValueError(f"Unable to coerce to Series, length must be {len(gt[0])}: given {len(pred[0])}")
     precision = sum(row in gt for row in pred) / len(pred)
     recall = sum(row in pred for row in gt) / len(gt)
-  except (IndexError, ZeroDivisionError, csv.Error) as e:
+  except (IndexError, ZeroDivisionError, ValueError, csv.Error) as e:
     return {"precision": 0.0, "recall": 0.0, "f1": 0.0, "error": str(e)}
   f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
   return {"precision": precision, "recall": recall, "f1": f1, "error": None}

@@ -1,4 +1,4 @@
-"""M4LE official metrics (KwanWaiChung/M4LE `evaluation.py::evaluate_by_dict`).
+"""M4LE official metrics (KwanWaiChung/M4LE @47c2af9 `evaluation.py::evaluate_by_dict`).
 
 The response is cut at each of the task's end tokens in turn (`gen_resp.split(t)[0].strip()`), then scored:
 - acc: any answer (lowercased) is a substring of the lowercased response;
@@ -6,7 +6,9 @@ The response is cut at each of the task's end tokens in turn (`gen_resp.split(t)
 - rouge: max over non-empty answers of the pltrdy ROUGE-L *recall* (Chinese: `rouge_chinese` on jieba words);
   a ValueError (empty hypothesis) scores 0;
 - qa_f1: SQuAD v2 F1 (1 if both sides are empty), max over answers;
-- cls_f1: set F1 between the response and answer label lists (already split by the task's preprocess).
+- cls_f1: set F1 between the response and answer label lists, split by the task's preprocess: the response is cut
+  at the end character ("." / "。") and split on the separator; the answer is cut at "." only for marc
+  (`marc_preprocess`), not for mnds-news / thucnews / online-shopping.
 Buckets are averaged separately by `length_bucket`, as the official table reports them.
 """
 
@@ -72,16 +74,20 @@ def m4le_score(prediction, answers: Sequence, metric: str, lang: str = "en",
   raise ValueError(f"unknown M4LE metric {metric!r}; known: acc, exact_match, rouge, qa_f1, cls_f1")
 
 
-def split_labels(text: str, sep: str = ",", end: str = ".") -> list[str]:
-  """The `*_preprocess` label split: text up to the first `end`, split on `sep`, stripped, sorted."""
-  return [t.strip() for t in sorted(text.split(end)[0].strip().split(sep))]
+def split_labels(text: str, sep: str = ",", end: str | None = ".") -> list[str]:
+  """The `*_preprocess` label split: text up to the first `end` (None: no cut), split on `sep`, sorted, stripped."""
+  if end is not None:
+    text = text.split(end)[0].strip()
+  return [t.strip() for t in sorted(text.split(sep))]
 
 
 def _m4le(prediction: str, reference, metric: str = "acc", lang: str = "en", end_tokens=(), **kwargs) -> dict:
-  """M4LE per-example score; bucket kept for the per-bucket table."""
+  """M4LE per-example score; bucket kept for the per-bucket table. cls_f1 cuts the response at `end` and the
+  answer only when `cut_answer` (marc_preprocess; the mnds / thucnews / online-shopping preprocessors do not)."""
   if metric == "cls_f1":
-    prediction = split_labels(prediction, kwargs.get("sep", ","), kwargs.get("end", "."))
-    reference = split_labels(reference[0], kwargs.get("sep", ","), kwargs.get("end", "."))
+    sep, end = kwargs.get("sep", ","), kwargs.get("end", ".")
+    prediction = split_labels(prediction, sep, end)
+    reference = split_labels(reference[0], sep, end if kwargs.get("cut_answer", False) else None)
   return {"score": m4le_score(prediction, reference, metric, lang, end_tokens), "bucket": kwargs.get("bucket")}
 
 

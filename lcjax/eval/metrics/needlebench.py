@@ -1,14 +1,19 @@
-"""NeedleBench official evaluators (OpenCompass `datasets/needlebench/{origin,multi,parallel}.py` and
-`needlebench_v2/atc_elder_only.py`).
+"""NeedleBench official evaluators (open-compass/opencompass @a5acc4b: v1 `datasets/needlebench/{origin,multi,
+parallel}.py`, v2 `datasets/needlebench_v2/{origin,parallel,atc_elder_only}.py`).
 
+v1 (the default of lcjax's `needlebench.*` tasks, and what the NeedleBench paper's tables use):
 - Origin (single-needle retrieval): whitespace is removed from prediction and reference, the score is
   100 * (1 - levenshtein / max_len), optionally after trimming the prediction to ~the reference length; then the
   keyword overrides it: 100 if the keyword occurs in the *raw* prediction, else 0.2 * score.
 - Multi (multi-needle reasoning): the answer's lowercased words are keywords; score = 100 * matched / count.
-- Parallel (multi-needle retrieval): each needle's keyword found in the prediction adds 100/N to its depth; the
-  score is the mean over depths.
-- ATC v2: the last `\\boxed{...}` of the prediction, cleaned (LaTeX \\text/\\boxed unwrapped, backslashes, quotes
-  and extra spaces dropped, "~" -> " "), must equal the eldest ancestor's name; "None" when there is no box.
+- Parallel (multi-needle retrieval): each needle's keyword found in the prediction adds 100/N to its depth (needles
+  sharing a depth add up; the depths are the first example's); the score is the mean over distinct depths.
+v2 (OpenCompass's current evaluators, `needlebench_v2.*` metrics; `needlebench_v2.single` task):
+- Origin: 100 if the keyword occurs in the raw prediction, else 0 (no edit-distance partial credit).
+- Parallel: unchanged from v1.
+- Multi-needle reasoning and ATC: the last `\\boxed{...}` of the prediction, cleaned (LaTeX \\text/\\boxed
+  unwrapped, backslashes, quotes and extra spaces dropped, "~" -> " "), must equal the answer (the eldest
+  ancestor's name); "None" when there is no box.
 """
 
 from __future__ import annotations
@@ -66,11 +71,17 @@ def multi_keyword_score(prediction: str, answer: str) -> float:
 
 def parallel_scores(predictions: Sequence[str], keywords: Sequence[Sequence[str]], depths: Sequence[int]) -> dict:
   """NeedleBench multi-needle retrieval over a corpus: {"Depth<d>": score, ..., "average_score": mean}."""
-  by_depth = {d: 0.0 for d in depths}
-  for pred, kws in zip(predictions, keywords):
-    for kw, d in zip(kws, depths):
-      if kw in pred:
-        by_depth[d] += 100 / len(predictions)
+  return parallel_from_hits([[kw in p for kw in kws] for p, kws in zip(predictions, keywords)], depths)
+
+
+def parallel_from_hits(hits: Sequence[Sequence[bool]], depths: Sequence[int]) -> dict:
+  """`NeedleBenchParallelEvaluator.score` from per-example keyword hits: every hit adds 100 / N to its depth, so
+  needles sharing a depth add up; depths come from the first example; the average is over distinct depths."""
+  by_depth = {d: 0 for d in depths}
+  for row in hits:
+    for hit, d in zip(row, depths):
+      if hit:
+        by_depth[d] += 100 / len(hits)
   out = {f"Depth{d}": s for d, s in by_depth.items()}
   out["average_score"] = sum(by_depth.values()) / len(by_depth)
   return out
@@ -148,14 +159,26 @@ def _parallel(prediction: str, reference: dict, **kwargs) -> dict:
 
 
 def _parallel_aggregate(rows: Sequence[dict]) -> dict:
-  depths = rows[0]["depths"]
-  by_depth = {d: 100.0 * sum(r["hits"][i] for r in rows) / len(rows) for i, d in enumerate(depths)}
-  out = {f"Depth{d}": v for d, v in by_depth.items()}
-  out.update({"score": sum(by_depth.values()) / len(by_depth), "n": len(rows)})
-  return out
+  out = parallel_from_hits([r["hits"] for r in rows], rows[0]["depths"])
+  return {**out, "score": out["average_score"], "n": len(rows)}
+
+
+def origin_score_v2(prediction: str, needle: str, keyword: str) -> float:
+  """NeedleBench v2 single-needle score: 100 if the keyword occurs in the raw prediction, else 0 (no edit-distance
+  partial credit)."""
+  return 100.0 if keyword in prediction else 0.0
+
+
+def _origin_v2(prediction: str, reference: dict, **kwargs) -> float:
+  """NeedleBench v2 single-needle retrieval score (0 or 100)."""
+  return origin_score_v2(prediction, reference["needle"], reference["keyword"])
 
 
 register("needlebench.origin", _origin, aggregate=mean_raw)
 register("needlebench.multi", _multi, aggregate=mean_raw)
 register("needlebench.parallel", _parallel, aggregate=_parallel_aggregate)
 register("needlebench.atc", atc_score, aggregate=mean_raw)
+register("needlebench_v2.origin", _origin_v2, aggregate=mean_raw)
+register("needlebench_v2.parallel", _parallel, aggregate=_parallel_aggregate)
+register("needlebench_v2.multi", atc_score, aggregate=mean_raw,
+         doc="NeedleBench v2 multi-needle reasoning: the ATC evaluator on the post-processed boxed answer")

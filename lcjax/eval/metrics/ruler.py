@@ -1,9 +1,9 @@
-"""RULER official metrics (NVIDIA/RULER `scripts/eval/synthetic/constants.py`, `evaluate.py`) and LongIns' set F1
-(Ins-Bench/LongIns-Bench `eval.py`).
+"""RULER official metrics (NVIDIA/RULER @c3f5e3b `scripts/eval/synthetic/constants.py`, `evaluate.py`) and LongIns'
+set F1 (Ins-Bench/LongIns-Bench `eval.py`).
 
 RULER: predictions are post-processed (stripped, control characters -> newline, stripped again); `string_match_all`
 is the share of references found case-insensitively as substrings, `string_match_part` is 1 if any is found; the
-task score is round(100 * mean, 2).
+task score is round(sum / n * 100, 2) (in that order: 23/160 gives 14.37, not 14.38).
 
 LongIns: every `[...]` group of the response (deduplicated as strings) contributes all its integers; the score is
 the F1 between that set and the set of wrongly answered question ids (0 when either set is empty of matches).
@@ -81,7 +81,14 @@ def _longins(prediction: str, references, **kwargs) -> float:
   return set_f1(longins_extract(prediction), references)
 
 
-register("ruler.string_match_all", _all)
-register("ruler.string_match_part", _part)
+def ruler_aggregate(rows: Sequence[dict]) -> dict:
+  """RULER's corpus score: round(sum / n * 100, 2) (the division before the x100, as `constants.py` writes it)."""
+  if not rows:
+    return {"score": 0.0, "n": 0}
+  return {"score": round(sum(float(r["score"]) for r in rows) / len(rows) * 100, 2), "n": len(rows)}
+
+
+register("ruler.string_match_all", _all, aggregate=ruler_aggregate)
+register("ruler.string_match_part", _part, aggregate=ruler_aggregate)
 register("longins.f1", _longins, aggregate=lambda rows: {"score": sum(r["score"] for r in rows) / len(rows),
                                                           "n": len(rows)})

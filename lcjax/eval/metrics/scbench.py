@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from lcjax.errors import ImplUnavailableError
+from lcjax.errors import DataError, UnknownNameError
 from lcjax.eval.metrics.base import register
 from lcjax.eval.metrics.text import normalize_zh_answer
 
@@ -27,35 +27,37 @@ def _first(label):
 
 
 def kv_retrieval(pred: str, label) -> float:
-  """The label is a substring of the prediction."""
-  return float(_first(label) in pred)
+  """`get_score_one_kv_retrieval`: the label (a string) is a substring of the prediction."""
+  return float(label in pred)
 
 
 def passkey(pred: str, label) -> float:
-  """The first integer of the prediction equals the label."""
-  return float(str(_first(label)) == first_int_match(pred))
+  """The first integer run of the prediction, a string, equals the label (an int label never does, as officially)."""
+  return float(_first(label) == first_int_match(pred))
 
 
 def math_find(pred: str, label) -> float:
-  """The first number in the prediction equals the label (int(float(x)) for int labels)."""
+  """The first number in the prediction equals the label (int(float(x)) for int labels, float for float labels)."""
   label = _first(label)
+  if isinstance(label, bool) or not isinstance(label, (int, float)):
+    raise DataError(f"SCBench math_find label {label!r} is a {type(label).__name__}; accepted: int or float")
   found = re.search(r"\d+\.\d+|\d+", pred)
   if found is None:
     return 0.0
   if isinstance(label, int):
     return float(int(float(found.group(0))) == label)
-  return float(float(found.group(0)) == float(label))
+  return float(float(found.group(0)) == label)
 
 
 def choice_eng(pred: str, label) -> float:
-  """InfiniteBench `longbook_choice_eng`: first char, answer prefixes, then the first A-D word."""
-  labels = label if isinstance(label, list) else [label]
+  """InfiniteBench `longbook_choice_eng` on the label [answer text, option letter]: first char, answer prefixes,
+  then the first A-D word (membership tests are against the label list, or substrings of a string label)."""
   pred = pred.strip()
   if pred == "":
     return 0.0
   if pred[0] in "ABCD":
-    return float(pred[0] in labels)
-  if pred in labels:
+    return float(pred[0] in label)
+  if pred in label:
     return 1.0
   for c in ["\n", '"', "'", ".", ",", "?", "!", "{", "}"]:
     pred = pred.replace(c, " ")
@@ -68,24 +70,25 @@ def choice_eng(pred: str, label) -> float:
     if len(pred) < idx + len(prefix) + 1:
       return 0.0
     after = pred[idx + len(prefix) + 1:]
-    return float(any(after.startswith(s) for s in labels))
+    return float(any(after.startswith(s) for s in label))
   for word in pred.split():
     if word in "ABCD":
-      return float(word in labels)
+      return float(word in label)
   return 0.0
 
 
 def qa_eng(pred: str, label) -> float:
-  """Any label (uppercased) appears in the uppercased prediction."""
-  labels = label if isinstance(label, list) else [label]
-  return float(any(str(x).upper() in pred.strip().upper() for x in labels))
+  """`get_score_one_longdialogue_qa_eng`: any item of the label (uppercased) appears in the uppercased prediction;
+  a string label is iterated character by character, as officially (ICL.ManyShot's labels are strings)."""
+  pred = pred.strip().upper()
+  return float(any(item.upper() in pred for item in label))
 
 
 def qa_chn(pred: str, label) -> float:
-  """Character-level F1 after Chinese normalisation, max over labels."""
-  labels = label if isinstance(label, list) else [label]
+  """Character-level F1 after Chinese normalisation, max over the items of the label (a string label is iterated
+  character by character, as officially)."""
   best = 0.0
-  for gold in labels:
+  for gold in label:
     p, g = list(normalize_zh_answer(pred)), list(normalize_zh_answer(gold))
     same = sum((Counter(p) & Counter(g)).values())
     if same:
@@ -95,9 +98,8 @@ def qa_chn(pred: str, label) -> float:
 
 
 def vt(pred: str, label) -> float:
-  """string_match_all rounded to 2 decimals."""
-  labels = label if isinstance(label, list) else [label]
-  return round(sum(1.0 if r.lower() in pred.lower() else 0.0 for r in labels) / len(labels), 2)
+  """string_match_all over the items of the label, rounded to 2 decimals."""
+  return round(sum(1.0 if r.lower() in pred.lower() else 0.0 for r in label) / len(label), 2)
 
 
 def summary(pred: str, label) -> float:  # pragma: no cover - raises
@@ -112,9 +114,42 @@ SCORERS = {"scbench_kv": kv_retrieval, "scbench_kv_hard": kv_retrieval, "scbench
            "scbench_summary": summary}
 
 
-def _scbench(prediction: str, reference, task: str = "scbench_kv", **kwargs) -> float:
-  """SCBench per-turn score with the task's InfiniteBench scorer."""
-  return SCORERS[task](prediction, reference)
+def official_label(turn: dict, task: str):
+  """The label `run_scbench.py` stores for one turn (`eval_utils.get_ground_truth`): choice_eng -> [answer text,
+  its option letter] (the answer must be one of the options), qa_eng -> [answer], every other task -> the answer
+  as it is in the data (strings, except math_find's ints)."""
+  if task == "scbench_choice_eng":
+    options = list(turn.get("options") or [])
+    if turn["answer"] not in options:
+      raise DataError(f"SCBench choice_eng answer {turn['answer']!r} is not one of its options {options}")
+    return [turn["answer"], "ABCD"[options.index(turn["answer"])]]
+  if task == "scbench_qa_eng":
+    return [turn["answer"]]
+  return turn["answer"]
 
 
-register("scbench.score", _scbench)
+def _scbench(prediction: str, reference, task: str = "scbench_kv", turn: int = 0, **kwargs) -> dict:
+  """SCBench per-turn score with the task's InfiniteBench scorer (reference: `official_label`)."""
+  if task not in SCORERS:
+    raise UnknownNameError(f"SCBench task {task!r}; known: {sorted(SCORERS)}")
+  return {"score": float(SCORERS[task](prediction, reference)), "turn": turn}
+
+
+def three_decimals(value: float) -> float:
+  """`f"{value:.3f}"` as a float: how `compute_scores.py` writes every number."""
+  return float(f"{value:.3f}")
+
+
+def per_turn_aggregate(rows) -> dict:
+  """`compute_scores` in multi-turn mode: accuracy per turn index (in order of first appearance), written as
+  f"{100 * acc:.3f}"; "score" is the mean over every scored turn, written the same way (the official script prints
+  only the per-turn numbers)."""
+  by_turn: dict = {}
+  for r in rows:
+    by_turn.setdefault(r.get("turn", 0), []).append(float(r["score"]))
+  out = {f"turn_{t}": three_decimals(sum(v) / len(v) * 100) for t, v in by_turn.items()}
+  scores = [float(r["score"]) for r in rows]
+  return {"score": three_decimals(sum(scores) / len(scores) * 100) if scores else 0.0, **out, "n": len(rows)}
+
+
+register("scbench.score", _scbench, aggregate=per_turn_aggregate)
