@@ -194,3 +194,13 @@ def test_runner_appends_the_document_free_fact_answer(tokenizer, shared_data):  
   out = evaluate_one(task, ex, generate, tokenizer, 10**7)  # no truncation needed
   assert out["prediction"] == "True [fact: False]" and out["score"] == 100.0
   assert "real-world knowledge" in prompts[1] and len(prompts[1]) < 1000  # no document in the second prompt
+
+
+def test_loogle_cloze_evaluates_literals_only():  # deliberate difference: no eval of model output
+  from lcjax.eval.metrics import loogle
+
+  gold = {"<mask-0>": "New York", "<mask-1>": "5"}
+  assert loogle.safe_eval("{'a': 'New ' + 'York', 'b': -1}") == {"a": "New York", "b": -1}
+  assert loogle.safe_eval("__import__('os').getcwd()") is None and loogle.safe_eval("{'a': x}") is None
+  assert loogle.cloze_exact("{'<mask-0>': 'New ' 'York', '<mask-1>': 5}", gold) == (1, 2)  # 5 != "5", as eval
+  assert loogle.cloze_partial("{'<mask-0>': 'York', '<mask-1>': 5}", gold) == (2, 2)  # str(5): official raises

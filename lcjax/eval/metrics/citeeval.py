@@ -1,4 +1,5 @@
 """L-CiteEval official metrics (ZetangForward/L-CITEEVAL `script/eval_citation.py`, `script/eval_correct.py`).
+Inputs on which the official scripts crash score 0 here (see below).
 
 Citation quality:
 - NIAH (rule-based): the gold passage is the first one containing the answer; only the first line of the
@@ -6,7 +7,8 @@ Citation quality:
   precision 1/len(cited), F1 accordingly, all 0 otherwise.
 - Counting stars (rule-based): gold passages are those with "The little penguin counted N ★" (1-based ids); the
   generation's first {...} is parsed as JSON; recall / precision / F1 of the deduplicated `passage_id` list; a
-  parse failure scores 0 (and, as in the official code, a JSON without `passage_id` scores 0 too).
+  parse failure scores 0 (and, as in the official code, a JSON without `passage_id` scores 0 too). Deliberate
+  difference: an empty `passage_id` list makes the official code divide by zero; lcjax scores it 0.
 - Other tasks (model-based AutoAIS): sentences of the generation are checked with an NLI model (the official one is
   tasksource/deberta-base-long-nli): recall = share of sentences entailed by their cited passages; precision counts
   citations that are needed (a cited passage either entails the sentence alone or its removal breaks entailment).

@@ -6,7 +6,8 @@
   next example marker, first line; banking77 / goemotion / discovery lowercase both sides (discovery also drops
   “ ” , . "), TACRED compares case-sensitively and counts a prediction toward precision when it names a label.
 - Few-NERD: the response is parsed into {entity: type} lines ("Entity: Type") after the test sentence; micro
-  precision / recall over all sentences with 1e-8 smoothing; F1 = 2PR / (P + R).
+  precision / recall over all sentences with 1e-8 smoothing; F1 = 2PR / (P + R). Deliberate difference: with no
+  correct entity at all (P + R = 0) `fewnerd_evaluate.py` raises ZeroDivisionError; lcjax scores F1 0.
 - DialogRE: predicted relations are the comma-split answer; a prediction counts towards precision if it contains
   any known relation name; position i is correct if the label equals or is contained in the i-th prediction; the
   running F1 stops once 500 labels have been seen (the official early `break`).

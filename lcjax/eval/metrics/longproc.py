@@ -1,4 +1,10 @@
-"""LongProc's rule-based checkers (princeton-pli/LongProc `longproc/*_evaluator.py`, `longproc_data.py`).
+"""LongProc's rule-based checkers (princeton-pli/LongProc @78e873a `longproc/*_evaluator.py`, `longproc_data.py`).
+
+tom_tracking keeps every line that starts with "-" (after the `strip().startswith("-")` filter of
+`eval_tom_tracking`), lowercases and normalises it; html_to_tsv fails (extraction_rate 0, F1 0) wherever the
+official pandas code raises, e.g. when the parsed table's column count differs from the gold's. Deliberate
+difference: countdown solutions are parsed, not `eval`ed, and a malformed equation line (which makes the official
+`eval` / int() raise) scores 0.
 
 Each checker returns {"accuracy", "partial_accuracy", "extraction_rate"} (html_to_tsv: precision / recall / F1)
 like the official `eval_*` functions. The registered score is what the LongProc paper reports: accuracy for

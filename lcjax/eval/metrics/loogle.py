@@ -1,11 +1,16 @@
-"""LooGLE official automatic metrics (bigai-nlco/LooGLE `Evaluation/automatic_metrics.py`, `automatic_eval.py`).
+"""LooGLE official automatic metrics (bigai-nlco/LooGLE @6734382 `Evaluation/automatic_metrics.py`,
+`automatic_eval.py`).
 
 - ROUGE is *recall* (`metric="r"`) of the pltrdy `rouge` package, per example, for rouge-1/2/L; the corpus numbers
   are plain means. An empty hypothesis is replaced by "None" before scoring (`automatic_eval.evaluation`).
 - Cloze: the prediction is parsed as a Python dict literal ({'<mask-0>': 'Bob', ...}); exact match counts masks
-  whose predicted entity equals the gold, partial match counts masks sharing at least one whitespace token; both
-  are pooled over all masks of the corpus (sum of matches / sum of masks, rounded to 4 decimals). The official
-  code parses with `eval`; we use `ast.literal_eval`, which accepts the same dict literals and executes nothing.
+  whose predicted entity equals the gold (no type conversion: 5 != "5", as officially), partial match counts masks
+  sharing at least one whitespace token; both are pooled over all masks of the corpus (sum of matches / sum of
+  masks, rounded to 4 decimals). Deliberate differences: the official code runs Python `eval` on the model output;
+  lcjax never executes model output and evaluates only literal expressions (`safe_eval`: literals, containers,
+  signs and `+` concatenation of strings / lists / tuples, e.g. {'<mask-0>': 'New ' + 'York'}); anything else
+  (names, calls, comprehensions) counts as unparseable, i.e. 0 (where `eval` of such text could run code or raise).
+  Partial match converts a non-string predicted value with str() where the official `.split()` raises.
 - BLEU-1/4 is nltk's `sentence_bleu` on whitespace tokens (no NLTK data needed). METEOR and BERTScore need
   downloaded WordNet / model weights and are not provided.
 """
@@ -25,13 +30,48 @@ def rouge_recall(prediction: str, reference: str) -> dict:
   return {k: scores[k]["r"] for k in ("rouge-1", "rouge-2", "rouge-l")}
 
 
+_ADD_TYPES = ((str, str), (list, list), (tuple, tuple))
+
+
+def _literal(node: ast.AST):
+  """Value of an expression made only of literals, containers, unary +/- on numbers and `+` between two strings,
+  lists, tuples or numbers (what `eval` would compute for it); ValueError for anything else (names, calls, ...)."""
+  if isinstance(node, ast.Constant):
+    return node.value
+  if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+    items = [_literal(e) for e in node.elts]
+    return {ast.List: list, ast.Tuple: tuple, ast.Set: set}[type(node)](items)
+  if isinstance(node, ast.Dict):
+    if any(k is None for k in node.keys):
+      raise ValueError("dict unpacking")
+    return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values)}
+  if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
+    value = _literal(node.operand)
+    if isinstance(value, (int, float, complex)) and not isinstance(value, bool):
+      return +value if isinstance(node.op, ast.UAdd) else -value
+  if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+    left, right = _literal(node.left), _literal(node.right)
+    numbers = all(isinstance(x, (int, float, complex)) and not isinstance(x, bool) for x in (left, right))
+    if numbers or any(isinstance(left, a) and isinstance(right, b) for a, b in _ADD_TYPES):
+      return left + right
+  raise ValueError(f"not a literal expression: {ast.dump(node)[:80]}")
+
+
+def safe_eval(text: str):
+  """What `eval(text)` returns when `text` is a literal expression (see `_literal`); None otherwise. Nothing is
+  executed: the text is parsed and only literal nodes are evaluated."""
+  try:
+    return _literal(ast.parse(text.lstrip(" \t"), mode="eval").body)
+  except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+    return None
+
+
 def _parse_dict(hypothesis):
   if isinstance(hypothesis, dict):
     return hypothesis
-  try:
-    value = ast.literal_eval(hypothesis)
-  except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+  if not isinstance(hypothesis, str):
     return None
+  value = safe_eval(hypothesis)
   return value if isinstance(value, dict) else None
 
 
