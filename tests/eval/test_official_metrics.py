@@ -204,3 +204,53 @@ def test_loogle_cloze_evaluates_literals_only():  # deliberate difference: no ev
   assert loogle.safe_eval("__import__('os').getcwd()") is None and loogle.safe_eval("{'a': x}") is None
   assert loogle.cloze_exact("{'<mask-0>': 'New ' 'York', '<mask-1>': 5}", gold) == (1, 2)  # 5 != "5", as eval
   assert loogle.cloze_partial("{'<mask-0>': 'York', '<mask-1>': 5}", gold) == (2, 2)  # str(5): official raises
+
+
+class TestSCBenchMissingScorers:
+  def test_summary_is_rouge_lsum(self):
+    # summary-level LCS over newline-separated sentences: ref "a b c" / "d e", pred "e d" / "a c": the union LCS
+    # hits a, c (sentence 1) and one of d/e (sentence 2): R = 3/5, P = 3/4 (plain rougeL on the joined text: 2 hits)
+    r, p = 3 / 5, 3 / 4
+    assert scbench.summary("e d\na c", "a b c\nd e") == pytest.approx(2 * p * r / (p + r))
+    assert _score("scbench.score", "e d\na c", "a b c\nd e", task="scbench_summary") == pytest.approx(2 / 3)
+
+  def test_repoqa_and_kv_fixture(self):
+    from lcjax.eval import TASKS, SampleSpec
+
+    exs = TASKS.get("scbench.repoqa_and_kv").examples(
+        SampleSpec(data_path=os.path.join(FIXTURES, "scbench"), num_samples=0))
+    assert [e.max_new_tokens for e in exs] == [1024, 80, 1024]
+    assert [n["name"] for n in exs[0].metric_kwargs["needles"]] == ["add", "mul"]
+    m = METRICS.get("scbench.score")
+    rows = [m.score(p, e.reference, **e.metric_kwargs) for p, e in zip(
+        ["def add(a, b):\n    return a + b", "v1", "def add(a, b):\n    return a + b"], exs)]
+    # turn 2 asks for mul: the most similar needle is add -> fail; pass@1 per subtask and turn, 3 decimals
+    assert [r["score"] for r in rows] == [1.0, 1.0, 0.0] and rows[2]["best_target"] == "add"
+    out = m.aggregate(rows)
+    assert out["turn_0/scbench_repoqa"] == 100.0 and out["turn_2/scbench_repoqa"] == 0.0 and out["score"] == 66.667
+
+  def test_repoqa_code_block_uses_the_first_function(self):
+    pytest.importorskip("tree_sitter")
+    pytest.importorskip("tree_sitter_python")
+    from lcjax.eval.metrics import scbench_repoqa
+
+    out = "Here it is:\n```python\nimport os\n\ndef mul(a, b):\n    return a * b\n\ndef add(a, b):\n    pass\n```"
+    assert scbench_repoqa.sanitize_output(out, "python") == "def mul(a, b):\n    return a * b"
+    assert scbench_repoqa.sanitize_output("```\nx = 1\n```", "python") == "x = 1\n"  # no function: the block
+    needles = [{"name": "add", "needle": "def add(a, b):\n    return a + b"},
+               {"name": "mul", "needle": "def mul(a, b):\n    return a * b"}]
+    match = scbench_repoqa.needle_match(out, "mul", needles, "python")
+    assert match["is_best_similar"] and match["best_similarity"] == pytest.approx(1.0)
+    assert scbench_repoqa.pass_at_1([match, dict(match, best_similarity=0.79)]) == 0.5
+
+  def test_summary_with_needles_fixture(self):
+    from lcjax.eval import TASKS, SampleSpec
+
+    exs = TASKS.get("scbench.summary_with_needles").examples(
+        SampleSpec(data_path=os.path.join(FIXTURES, "scbench"), num_samples=0))
+    m = METRICS.get("scbench.score")
+    rows = [m.score(p, e.reference, **e.metric_kwargs) for p, e in zip(["a cat sat on the mat\nthe end", "71432"],
+                                                                         exs)]
+    out = m.aggregate(rows)
+    assert out["turn_0/scbench_summary"] == 100.0 and out["turn_1/scbench_passkey"] == 100.0
+    assert [e.max_new_tokens for e in exs] == [800, 15]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from lcjax.eval.loaders.common import limit, literal_list, read_jsonl, require, resolve
-from lcjax.eval.metrics.scbench import official_label
+from lcjax.eval.metrics.scbench import MIXED, official_label
 from lcjax.eval.task import Example, SampleSpec
 
 LOOGLE_PROMPTS = {
@@ -71,6 +71,9 @@ SCBENCH_FIRST = {
     "scbench_mf": "{prefix}\n\n{context}\n\n{input}",
     "scbench_vt": "{context}\n\n{input}", "scbench_many_shot": "{context}\n\n{input}",
     "scbench_hashhop": "{context}\n\n{input}", "scbench_prefix_suffix": "{context}\n\n{input}",
+    "scbench_repoqa": "Based on the function description and code context, please retrieve and repeat the exact described function from the code context in a code block wrapped by ```:\n\n{context}\n\n{input}",  # noqa: E501
+    "scbench_summary": "{context}\n\n{input}", "scbench_summary_with_needles": "{context}\n\n{input}",
+    "scbench_repoqa_and_kv": "{context}\n\n{input}",
 }
 SCBENCH_FOLLOW = {
     "scbench_choice_eng": "Question: {question}\nA. {OPTION_A}\nB. {OPTION_B}\nC. {OPTION_C}\nD. {OPTION_D}\n\nThe the correct answer is",  # noqa: E501
@@ -79,7 +82,10 @@ SCBENCH_FOLLOW = {
 }
 SCBENCH_MAXLEN = {"scbench_choice_eng": 40, "scbench_qa_eng": 40, "scbench_qa_chn": 40, "scbench_kv": 150,
                   "scbench_kv_hard": 150, "scbench_mf": 5, "scbench_hashhop": 150, "scbench_prefix_suffix": 150,
-                  "scbench_passkey": 15, "scbench_vt": 30, "scbench_many_shot": 10}
+                  "scbench_passkey": 15, "scbench_vt": 30, "scbench_many_shot": 10, "scbench_repoqa": 1024,
+                  "scbench_summary": 200, "scbench_summary_with_needles": 800, "scbench_repoqa_and_kv": 1024}
+# the mixed tasks' per-subtask budgets (`DATA_NAME_TO_MAX_NEW_TOKENS`)
+SCBENCH_SUB_MAXLEN = {"scbench_summary": 800, "scbench_passkey": 15, "scbench_repoqa": 1024, "scbench_kv": 80}
 
 
 def _turn_fields(turn: dict) -> dict:
@@ -91,19 +97,42 @@ def _turn_fields(turn: dict) -> dict:
   return fields
 
 
+def _repo_needles(rows: list[dict]) -> dict[str, list[dict]]:
+  """`needle_by_repo`: every RepoQA turn's {"needle": answer, "name": function name}, grouped by repository."""
+  needles: dict[str, list[dict]] = {}
+  for row in rows:
+    for turn in row["multi_turns"]:
+      if "name" in turn and turn.get("task", "scbench_repoqa") == "scbench_repoqa":
+        needles.setdefault(row.get("repo"), []).append({"needle": turn["answer"], "name": turn["name"]})
+  return needles
+
+
+def _turn_kwargs(task: str, row: dict, turn: dict, t: int, needles: dict) -> tuple[dict, int | None]:
+  """(metric kwargs, per-example max_new_tokens) of one turn; mixed tasks score with the turn's subtask."""
+  sub = turn.get("task", task) if task in MIXED else task
+  kwargs = {"task": sub, "turn": t}
+  if sub == "scbench_repoqa":
+    kwargs.update(lang=row.get("lang"), func_name=turn.get("name"), needles=needles.get(row.get("repo"), []))
+  return kwargs, (SCBENCH_SUB_MAXLEN[sub] if task in MIXED else None)
+
+
 def scbench_examples(spec: SampleSpec, task: str) -> list[Example]:
   """One example per turn, with the previous turns (gold answers) as chat history."""
   path = resolve(spec.data_path, f"{task}.jsonl", f"SCBench {task}")
-  out = []
-  for d, row in enumerate(read_jsonl(path, spec.problems)):
+  rows = read_jsonl(path, spec.problems)
+  for d, row in enumerate(rows):
     require(row, ("multi_turns",), f"{path} record {d}")
+  needles = _repo_needles(rows) if "repoqa" in task else {}
+  out = []
+  for d, row in enumerate(rows):
     context = row.get("context", row.get("input", ""))
     history: list[dict] = []
     for t, turn in enumerate(row["multi_turns"]):
       fields = _turn_fields(turn)
       text = (SCBENCH_FIRST[task].format(context=context, **fields) if t == 0
               else SCBENCH_FOLLOW.get(task, "{input}").format(**fields))
-      out.append(Example(id=f"{row.get('id', d)}-{t}", prompt=text, reference=official_label(turn, task),
-                         history=tuple(history), metric_kwargs={"task": task, "turn": t}, meta={"turn": t}))
+      kwargs, budget = _turn_kwargs(task, row, turn, t, needles)
+      out.append(Example(id=f"{row.get('id', d)}-{t}", prompt=text, reference=official_label(turn, kwargs["task"]),
+                         history=tuple(history), metric_kwargs=kwargs, meta={"turn": t}, max_new_tokens=budget))
       history = history + [{"role": "user", "content": text}, {"role": "assistant", "content": str(turn["answer"])}]
   return limit(out, spec.num_samples)

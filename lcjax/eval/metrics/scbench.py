@@ -1,10 +1,17 @@
-"""SCBench official scorers (microsoft/MInference `scbench/compute_scores.py`, InfiniteBench-derived).
+"""SCBench official scorers (microsoft/MInference @fb56c91 `scbench/compute_scores.py`, InfiniteBench-derived).
 
 Each SCBench task maps to an InfiniteBench scorer: kv retrieval / hashhop / prefix-suffix -> label substring;
 passkey -> the first integer run equals the label; math_find -> the first number (int or float as the label);
-choice -> first-letter / "answer is" / first A-D word rules; qa_eng -> any label (uppercased) in the response;
-qa_chn -> character F1; vt -> string_match_all rounded to 2; many_shot -> qa_eng rule. Summaries use HF
-`evaluate`'s rougeLsum, which needs NLTK data: not provided (ImplUnavailableError).
+choice -> first-letter / "answer is" / first A-D word rules on [answer, letter]; qa_eng and many_shot -> any item of
+the label (uppercased) in the response; qa_chn -> character F1; vt -> string_match_all rounded to 2; summary ->
+rougeLsum F (HF `evaluate`); repoqa -> BLEU function match, pass@1 at 0.8 (`scbench_repoqa`); the mixed tasks
+summary_with_needles (summary + passkey) and repoqa_and_kv (repoqa + kv) score each turn with its subtask's
+scorer and report each subtask separately.
+
+Labels are what the official pipeline stores (`official_label`): the scorers iterate them as given, so a string
+label is iterated character by character where the official code iterates (many_shot, qa_chn, vt), and an int
+label compared with a digit string never matches (passkey). Per-turn aggregates are written with 3 decimals, as
+`compute_scores` writes them.
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ from collections import Counter
 
 from lcjax.errors import DataError, UnknownNameError
 from lcjax.eval.metrics.base import register
-from lcjax.eval.metrics.text import normalize_zh_answer
+from lcjax.eval.metrics.scbench_repoqa import needle_match, pass_at_1
+from lcjax.eval.metrics.text import google_rouge, normalize_zh_answer
 
 
 def first_int_match(prediction: str) -> str:
@@ -102,9 +110,11 @@ def vt(pred: str, label) -> float:
   return round(sum(1.0 if r.lower() in pred.lower() else 0.0 for r in label) / len(label), 2)
 
 
-def summary(pred: str, label) -> float:  # pragma: no cover - raises
-  """rougeLsum via HF evaluate: needs NLTK punkt data, which lcjax does not download."""
-  raise ImplUnavailableError("SCBench summary uses HF evaluate's rougeLsum (NLTK punkt data); not available offline")
+def summary(pred: str, label) -> float:
+  """`get_score_one_longbook_sum_eng`: HF `evaluate`'s rouge `compute(..., use_aggregator=False)["rougeLsum"]`,
+  i.e. rouge-score's rougeLsum F-measure (default tokenizer, no stemmer; summary-level LCS over newline-separated
+  sentences: `split_summaries=False`, so no NLTK sentence splitter and no downloaded data)."""
+  return google_rouge(label, pred, types=("rougeLsum",))["rougeLsum"].fmeasure
 
 
 SCORERS = {"scbench_kv": kv_retrieval, "scbench_kv_hard": kv_retrieval, "scbench_hashhop": kv_retrieval,
@@ -112,6 +122,8 @@ SCORERS = {"scbench_kv": kv_retrieval, "scbench_kv_hard": kv_retrieval, "scbench
            "scbench_passkey": passkey, "scbench_mf": math_find, "scbench_choice_eng": choice_eng,
            "scbench_qa_eng": qa_eng, "scbench_qa_chn": qa_chn, "scbench_vt": vt, "scbench_many_shot": qa_eng,
            "scbench_summary": summary}
+MIXED = {"scbench_summary_with_needles": ("scbench_summary", "scbench_passkey"),
+         "scbench_repoqa_and_kv": ("scbench_repoqa", "scbench_kv")}
 
 
 def official_label(turn: dict, task: str):
@@ -128,11 +140,17 @@ def official_label(turn: dict, task: str):
   return turn["answer"]
 
 
-def _scbench(prediction: str, reference, task: str = "scbench_kv", turn: int = 0, **kwargs) -> dict:
-  """SCBench per-turn score with the task's InfiniteBench scorer (reference: `official_label`)."""
+def _scbench(prediction: str, reference, task: str = "scbench_kv", turn: int = 0, lang: str = "python",
+             func_name: str | None = None, needles=(), **kwargs) -> dict:
+  """SCBench per-turn score with the task's scorer (reference: `official_label`). Mixed tasks pass the turn's
+  subtask as `task`; RepoQA turns also pass `lang`, `func_name` and the repository's `needles` ([{name, needle}])
+  and score 1 when they pass at the reported 0.8 threshold."""
+  if task == "scbench_repoqa":
+    match = needle_match(prediction, func_name, needles, lang)
+    return {"score": pass_at_1([match]), **match, "turn": turn, "subtask": task}
   if task not in SCORERS:
-    raise UnknownNameError(f"SCBench task {task!r}; known: {sorted(SCORERS)}")
-  return {"score": float(SCORERS[task](prediction, reference)), "turn": turn}
+    raise UnknownNameError(f"SCBench task {task!r}; known: {sorted(SCORERS) + ['scbench_repoqa']}")
+  return {"score": float(SCORERS[task](prediction, reference)), "turn": turn, "subtask": task}
 
 
 def three_decimals(value: float) -> float:
@@ -141,13 +159,15 @@ def three_decimals(value: float) -> float:
 
 
 def per_turn_aggregate(rows) -> dict:
-  """`compute_scores` in multi-turn mode: accuracy per turn index (in order of first appearance), written as
-  f"{100 * acc:.3f}"; "score" is the mean over every scored turn, written the same way (the official script prints
-  only the per-turn numbers)."""
-  by_turn: dict = {}
+  """`compute_scores` in multi-turn mode: accuracy per turn index (in order of first appearance) and, for the mixed
+  tasks, per subtask within the turn ("turn_<t>/<subtask>"), written as f"{100 * acc:.3f}"; "score" is the mean
+  over every scored turn, written the same way (the official script prints only the per-turn numbers)."""
+  groups: dict = {}
+  subtasks = {r.get("subtask") for r in rows}
   for r in rows:
-    by_turn.setdefault(r.get("turn", 0), []).append(float(r["score"]))
-  out = {f"turn_{t}": three_decimals(sum(v) / len(v) * 100) for t, v in by_turn.items()}
+    key = f"turn_{r.get('turn', 0)}" + (f"/{r.get('subtask')}" if len(subtasks) > 1 else "")
+    groups.setdefault(key, []).append(float(r["score"]))
+  out = {k: three_decimals(sum(v) / len(v) * 100) for k, v in groups.items()}
   scores = [float(r["score"]) for r in rows]
   return {"score": three_decimals(sum(scores) / len(scores) * 100) if scores else 0.0, **out, "n": len(rows)}
 
