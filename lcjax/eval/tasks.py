@@ -138,6 +138,10 @@ def _register_loaders() -> None:
   for name in CITEEVAL_QA:
     _task(f"citeeval.{name}", "citeeval", functools.partial(structured.citeeval_examples, task=name), "citeeval.qa",
           200, data_file="citeeval", doc=f"L-CiteEval {name} (correctness F1; citation needs an NLI model)")
+  for name in ("qmsum", "gov_report", "multi_news"):
+    _task(f"citeeval.{name}", "citeeval", functools.partial(structured.citeeval_examples, task=name),
+          "citeeval.summary", 800, data_file="citeeval",
+          doc=f"L-CiteEval {name} (correctness ROUGE-L; citation needs an NLI model)")
   metrics = {"path_traversal": "longproc.path_traversal", "tom_tracking": "longproc.tom_tracking",
              "countdown": "longproc.countdown", "html_to_tsv": "longproc.html_to_tsv",
              "pseudo_to_code": "longproc.pseudo_to_code"}

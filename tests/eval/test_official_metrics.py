@@ -254,3 +254,16 @@ class TestSCBenchMissingScorers:
     out = m.aggregate(rows)
     assert out["turn_0/scbench_summary"] == 100.0 and out["turn_1/scbench_passkey"] == 100.0
     assert [e.max_new_tokens for e in exs] == [800, 15]
+
+
+def test_citeeval_summary_rouge_l():
+  from lcjax.eval.metrics import citeeval
+
+  assert citeeval.summary_answer("Summary: the cat sat [1][2].\nThe end [3].") == "the cat sat."
+  assert citeeval.summary_answer("The summary is short") is None  # no ":": skipped, counts as 0
+  assert _score("citeeval.summary", "Summary: the cat sat [1].", {"answer": "the cat sat"}) == pytest.approx(1.0)
+  # pltrdy ROUGE-L F (unique words): hyp {the, cat}, ref {the, cat, sat}: P = 1, R = 2/3
+  assert citeeval.summary_correctness("the cat", ["the dog", "the cat sat"]) == pytest.approx(0.8, abs=1e-7)
+  assert _score("citeeval.summary", "[1]", {"answer": "x"}) == 0.0  # empty after removing citations
+  rows = [{"score": 1.0, "correctness": 1.0}, {"score": 0.0, "correctness": 0.0}, {"score": 0.0, "correctness": 0.0}]
+  assert METRICS.get("citeeval.summary").aggregate(rows)["score"] == 33.33

@@ -1,4 +1,4 @@
-"""L-CiteEval official metrics (ZetangForward/L-CITEEVAL `script/eval_citation.py`, `script/eval_correct.py`).
+"""L-CiteEval official metrics (ZetangForward/L-CITEEVAL @6e49326 `script/eval_citation.py`, `eval_correct.py`).
 Inputs on which the official scripts crash score 0 here (see below).
 
 Citation quality:
@@ -14,7 +14,9 @@ Citation quality:
   citations that are needed (a cited passage either entails the sentence alone or its removal breaks entailment).
   `autoais` takes the NLI as a callable, so any entailment model can be plugged in; lcjax ships none (no weights).
 Correctness: QA tasks use LongBench-style token F1 of the first line with citations removed; NIAH uses ROUGE-1
-recall of the pltrdy package; counting stars uses the share of gold counts found in `little_penguin`.
+recall of the pltrdy package; summarisation (qmsum, gov_report, multi_news) uses pltrdy ROUGE-L F of the first
+line (after "summary...:" when present) with citations removed; counting stars uses the share of gold counts found
+in `little_penguin`. Corpus numbers are round(100 * sum / n, 2).
 """
 
 from __future__ import annotations
@@ -165,6 +167,33 @@ def niah_correctness(generation: str, answer: str) -> float:
   return pltrdy_rouge(remove_citations(first_line(generation)), answer)["rouge-1"]["r"]
 
 
+def summary_answer(generation: str) -> str | None:
+  """The summary text `eval_correct.py` scores: after the first ":" when "summary" occurs in the first 100
+  characters (None when there is no ":": the example is skipped, i.e. scores 0), first line, citations removed."""
+  text = generation.strip()
+  if "summary" in text[:100].lower():
+    if ":" not in text:
+      return None
+    text = text[text.index(":") + 1:].strip()
+  return remove_citations(first_line(text))
+
+
+def summary_correctness(generation: str, answer) -> float:
+  """L-CiteEval summarisation correctness (qmsum, gov_report, multi_news): pltrdy ROUGE-L F of `summary_answer`,
+  max over answers; 0 for an empty answer text. Deliberate difference: where the rouge package raises (e.g. a
+  hypothesis of punctuation only) the official code then crashes on the 0.0 it returns; lcjax scores 0."""
+  text = summary_answer(generation)
+  if not text:
+    return 0.0
+  best = 0.0
+  for a in ([answer] if isinstance(answer, str) else answer):
+    try:
+      best = max(best, pltrdy_rouge(text, a)["rouge-l"]["f"])
+    except (ValueError, RecursionError):
+      continue
+  return best
+
+
 def _niah(prediction: str, reference: dict, **kwargs) -> dict:
   """L-CiteEval NIAH: citation F1 (score) with recall / precision and ROUGE-1 recall correctness."""
   cite = niah_citation(prediction, reference["answer"], reference["docs"])
@@ -198,3 +227,12 @@ def _aggregate(rows: Sequence[dict]) -> dict:
 register("citeeval.niah", _niah, aggregate=_aggregate)
 register("citeeval.counting_stars", _counting, aggregate=_aggregate)
 register("citeeval.qa", _qa, aggregate=_aggregate)
+
+
+def _summary(prediction: str, reference: dict, **kwargs) -> dict:
+  """L-CiteEval summarisation correctness: ROUGE-L F (citation quality needs an NLI model: see `autoais`)."""
+  score = summary_correctness(prediction, reference["answer"])
+  return {"score": score, "correctness": score}
+
+
+register("citeeval.summary", _summary, aggregate=_aggregate)
