@@ -267,3 +267,19 @@ def test_citeeval_summary_rouge_l():
   assert _score("citeeval.summary", "[1]", {"answer": "x"}) == 0.0  # empty after removing citations
   rows = [{"score": 1.0, "correctness": 1.0}, {"score": 0.0, "correctness": 0.0}, {"score": 0.0, "correctness": 0.0}]
   assert METRICS.get("citeeval.summary").aggregate(rows)["score"] == 33.33
+
+
+def test_loco_ndcg_through_pytrec_eval_as_beir():
+  pytest.importorskip("pytrec_eval")
+  from lcjax.eval.metrics import retrieval
+
+  qrels = {"q1": {"d1": 1, "d3": 2}, "q2": {"d2": 1}, "q3": {"d9": 1}}
+  run = {"q1": {"d1": 0.5, "d2": 0.5, "d3": 0.1, "q1": 9.0}, "q2": {"d2": 0.2, "d1": 0.9}, "q4": {"d1": 1.0}}
+  ours = retrieval.beir_ndcg(qrels, run, (1, 3), backend="python")
+  theirs = retrieval.beir_ndcg(qrels, run, (1, 3), backend="pytrec_eval")
+  assert ours == theirs
+  # q1: ranking d2, d1, d3 (tie: id descending; q1 itself dropped): DCG@3 = 1/log2(3) + 2/2, IDCG = 2 + 1/log2(3)
+  import math
+  q1 = (1 / math.log2(3) + 1) / (2 + 1 / math.log2(3))
+  q2 = 1 / math.log2(3)
+  assert theirs["NDCG@3"] == round((q1 + q2) / 2, 5) and theirs["NDCG@1"] == 0.0

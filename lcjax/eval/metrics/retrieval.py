@@ -1,5 +1,6 @@
-"""LoCo / M2-BERT retrieval metric: NDCG@k as BEIR's `EvaluateRetrieval.evaluate` computes it through pytrec_eval
-(trec_eval's `ndcg_cut`), reproduced in pure Python.
+"""LoCo / M2-BERT retrieval metric: NDCG@k as BEIR's `EvaluateRetrieval.evaluate` (beir-cellar/beir
+`beir/retrieval/evaluation.py`) computes it through pytrec_eval (trec_eval's `ndcg_cut`): `beir_ndcg` calls
+pytrec_eval when it is installed, and otherwise a pure-Python reimplementation checked against it.
 
 trec_eval details that change numbers: documents are ranked by score descending with ties broken by document id
 *descending* (string order); the gain is the relevance value itself (not 2^rel - 1); the ideal DCG uses the
@@ -14,6 +15,7 @@ import math
 import re
 from typing import Mapping, Sequence
 
+from lcjax.errors import ConfigError, ImplUnavailableError
 from lcjax.eval.metrics.base import register
 
 
@@ -31,20 +33,44 @@ def ndcg_at_k(qrel: Mapping[str, int], scores: Mapping[str, float], k: int) -> f
   return dcg / idcg if idcg > 0 else 0.0
 
 
+def _pytrec_ndcg(qrels, results, k_values) -> dict[str, dict[str, float]] | None:
+  """{qid: {"ndcg_cut_k": value}} from pytrec_eval's RelevanceEvaluator (None when pytrec_eval is not installed)."""
+  try:
+    import pytrec_eval
+  except ImportError:
+    return None
+  measure = "ndcg_cut." + ",".join(str(k) for k in k_values)
+  return pytrec_eval.RelevanceEvaluator({q: dict(d) for q, d in qrels.items()}, {measure}).evaluate(
+      {q: dict(d) for q, d in results.items()})
+
+
 def beir_ndcg(qrels: Mapping[str, Mapping[str, int]], results: Mapping[str, Mapping[str, float]],
-              k_values: Sequence[int] = (1, 3, 5, 10), ignore_identical_ids: bool = True) -> dict:
-  """{"NDCG@k": mean over evaluated queries, rounded to 5 decimals} as BEIR reports it."""
-  evaluated = {}
-  for qid, docs in results.items():
-    if qid not in qrels:
-      continue
-    if ignore_identical_ids:
-      docs = {d: s for d, s in docs.items() if d != qid}
-    evaluated[qid] = docs
+              k_values: Sequence[int] = (1, 3, 5, 10), ignore_identical_ids: bool = True,
+              backend: str = "auto") -> dict:
+  """{"NDCG@k": mean over evaluated queries, rounded to 5 decimals} as BEIR's `EvaluateRetrieval.evaluate` reports
+  it: identical query/document ids dropped, `pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.<ks>"})`, the per-query
+  values summed in pytrec_eval's query order and divided by the number of evaluated queries.
+
+  Args:
+    backend: "pytrec_eval", "python" (the pure-Python trec_eval reimplementation above), or "auto" (pytrec_eval
+      when installed, else python).
+  """
+  if backend not in ("auto", "pytrec_eval", "python"):
+    raise ConfigError(f"NDCG backend {backend!r}; accepted: auto, pytrec_eval, python")
+  if ignore_identical_ids:
+    results = {q: {d: s for d, s in docs.items() if d != q} for q, docs in results.items()}
+  scores = _pytrec_ndcg(qrels, results, k_values) if backend != "python" else None
+  if scores is None:
+    if backend == "pytrec_eval":
+      raise ImplUnavailableError("backend 'pytrec_eval' needs the pytrec-eval-terrier package")
+    scores = {q: {f"ndcg_cut_{k}": ndcg_at_k(qrels[q], docs, k) for k in k_values}
+              for q, docs in results.items() if q in qrels}
   out = {}
   for k in k_values:
-    vals = [ndcg_at_k(qrels[q], docs, k) for q, docs in evaluated.items()]
-    out[f"NDCG@{k}"] = round(sum(vals) / len(vals), 5) if vals else 0.0
+    total = 0.0
+    for q in scores:
+      total += scores[q][f"ndcg_cut_{k}"]
+    out[f"NDCG@{k}"] = round(total / len(scores), 5) if scores else 0.0
   return out
 
 
