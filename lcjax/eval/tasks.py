@@ -87,6 +87,9 @@ M4LE_TASKS = {  # task: (metric, lang, end tokens, label separator, label end)  
     "wikitext-103": ("exact_match", "en", (".",)), "wiki2019zh": ("exact_match", "zh", ("。",)),
     "mnds-news_explicit-single_cls+ret": ("exact_match", "en", ()),
     "marc": ("cls_f1", "en", (), ",", "."), "mnds-news_explicit-multiple_cls+ret": ("cls_f1", "en", (), ",", "."),
+    "open-subtitles-en2zh": ("bleu", "zh", ()), "open-subtitles-zh2en": ("bleu", "en", ()),
+    "news-commentary-en2zh": ("bleu", "zh", ()), "news-commentary-zh2en": ("bleu", "en", ()),
+    "tedtalks-en2zh": ("bleu", "zh", ()), "tedtalks-zh2en": ("bleu", "en", ()),
     "online-shopping": ("cls_f1", "en", (), "，", "。"), "thucnews_explicit-multiple_cls+ret": ("cls_f1", "zh", (), "，",
                                                                                                 "。"),
 }

@@ -3,6 +3,7 @@ issue's example ("(prediction, reference): lcjax before vs official"), and the f
 prediction files (official numbers printed by `auto_eval.py` @cd34b05)."""
 
 import json
+import math
 import os
 
 import pytest
@@ -283,3 +284,31 @@ def test_loco_ndcg_through_pytrec_eval_as_beir():
   q1 = (1 / math.log2(3) + 1) / (2 + 1 / math.log2(3))
   q2 = 1 / math.log2(3)
   assert theirs["NDCG@3"] == round((q1 + q2) / 2, 5) and theirs["NDCG@1"] == 0.0
+
+
+class TestM4LEMissingScorers:
+  def test_bleu_tokenizers(self):
+    from lcjax.eval.metrics import m4le as mod
+
+    assert mod.bleu_tokens("Hello, world. 3.5 the-end &amp; x") == ["Hello", ",", "world", ".", "3.5", "the-end", "&",
+                                                                    "x"]
+    # the official range literal "\u20000" makes U+2001..U+2A6D "Chinese": the em dash becomes its own token
+    assert mod.bleu_tokens("我爱a—b", "zh") == ["我", "爱", "a", "—", "b"]
+
+  def test_corpus_bleu_per_bucket(self):
+    # "the cat sat on a mat" vs "the cat sat on the mat": p1..p4 = 5/6, 3/5, 2/4, 1/3, no brevity penalty
+    expected = (5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25
+    m = METRICS.get("m4le.score")
+    rows = [m.score("the cat sat on a mat", ["the cat sat on the mat"], metric="bleu", bucket=1000),
+            m.score("x y", ["a b c d"], metric="bleu", bucket=2000)]
+    out = m.aggregate(rows)
+    assert out["bucket_1000"] == pytest.approx(expected) and out["bucket_2000"] == 0.0
+    # corpus level over both: matches 5+0 / 6+2, 3/5+1, 2/4, 1/3; lengths 8 vs 10 -> brevity exp(1 - 10/8)
+    corpus = (5 / 8 * 3 / 6 * 2 / 4 * 1 / 3) ** 0.25 * math.exp(1 - 10 / 8)
+    assert out["score"] == pytest.approx(100 * corpus)
+
+  def test_single_acc_pools_counts(self):
+    m = METRICS.get("m4le.score")
+    rows = [m.score("ab", ["a", "c"], metric="single_acc", bucket=1), m.score("x", ["x", "y", "z"], metric="single_acc",
+                                                                             bucket=1)]
+    assert m.aggregate(rows)["bucket_1"] == pytest.approx(2 / 5)  # (1 + 1) / (2 + 3), characters of the response
