@@ -312,3 +312,38 @@ class TestM4LEMissingScorers:
     rows = [m.score("ab", ["a", "c"], metric="single_acc", bucket=1), m.score("x", ["x", "y", "z"], metric="single_acc",
                                                                              bucket=1)]
     assert m.aggregate(rows)["bucket_1"] == pytest.approx(2 / 5)  # (1 + 1) / (2 + 3), characters of the response
+
+
+class TestTravelPlanning:
+  ITEMS = os.path.join(FIXTURES, "longproc_travel", "travel_planning_icl_examples.json")
+
+  def _items(self):
+    with open(self.ITEMS) as f:
+      return json.load(f)
+
+  def test_demonstration_reproduces_the_official_plans(self):
+    from lcjax.eval.metrics import longproc_travel as tp
+
+    for item in self._items():  # the official builder asserts its plan equals the item's ground-truth plan
+      demo = tp.build_travel_plan_demonstration(item)
+      plan = demo.split("<Plan>\n")[1].split("\n</Plan>")[0]
+      assert plan == item["ground_truth_plan"].split("\n\n")[1].strip()
+      ref = {k: item[k] for k in ("ground_truth_cities", "ground_truth_durations")}
+      assert _score("longproc.travel_planning", demo, {**ref, "reference_output": demo}) == 1.0
+
+  def test_parse_and_partial(self):
+    from lcjax.eval.metrics import longproc_travel as tp
+
+    item = self._items()[0]
+    assert tp.parse_plan(item["ground_truth_plan"]) == [("Helsinki", 5), ("Barcelona", 5), ("Florence", 6)]
+    ref = {"ground_truth_cities": item["ground_truth_cities"], "ground_truth_durations": item["ground_truth_durations"],
+           "reference_output": tp.build_travel_plan_demonstration(item)}
+    wrong = ref["reference_output"].replace("Fly from Barcelona to Florence", "Fly from Barcelona to Rome")
+    out = tp.eval_travel_planning(wrong, ref)
+    assert out["accuracy"] == 0.0 and out["extraction_rate"] == 1.0
+    gold_lines = [x for x in ref["reference_output"].replace("Output the plan in the required format:", "").split("\n")
+                  if x.strip()]
+    first_bad = next(i for i, x in enumerate(gold_lines) if "Fly from Barcelona to Florence" in x)
+    assert out["partial_accuracy"] == pytest.approx(first_bad / len(gold_lines))
+    assert tp.eval_travel_planning("no plan", ref) == {"accuracy": 0.0, "partial_accuracy": 0.0,
+                                                        "extraction_rate": 0.0}

@@ -4,8 +4,8 @@ Each submodule reproduces one benchmark's scoring code (its normalisation, parsi
 documented in the module docstring) and registers its metrics under "<benchmark>.<name>".
 """
 
-from lcjax.eval.metrics import (citeeval, leval, longbench, longiclbench, longproc, loogle, m4le,  # noqa: F401
-                                needlebench, retrieval, ruler, scbench, synthetic)
+from lcjax.eval.metrics import (citeeval, leval, longbench, longiclbench, longproc, longproc_travel,  # noqa: F401
+                                loogle, m4le, needlebench, retrieval, ruler, scbench, synthetic)
 from lcjax.eval.metrics.base import METRICS, Metric, mean_percent, mean_raw
 
 __all__ = ["METRICS", "Metric", "mean_percent", "mean_raw"]
