@@ -74,8 +74,8 @@ def _register_longbench() -> None:
 LEVAL_METRIC = {"coursera": "leval.exam_options", "quality": "leval.exam_options", "tpo": "leval.exam_options",
                 "gsm100": "leval.exam_math", "topic_retrieval_longchat": "leval.topic_retrieval",
                 "codeU": "leval.exam_code", "sci_fi": "leval.sci_fi", "gov_report_summ": "leval.rouge",
-                "meeting_summ": "leval.rouge", "news_summ": "leval.rouge", "patent_summ": "leval.rouge", "review_summ": "leval.rouge",
-                "tv_show_summ": "leval.rouge", "paper_assistant": "leval.rouge"}
+                "meeting_summ": "leval.rouge", "news_summ": "leval.rouge", "patent_summ": "leval.rouge",
+                "review_summ": "leval.rouge", "tv_show_summ": "leval.rouge", "paper_assistant": "leval.rouge"}
 M4LE_TASKS = {  # task: (metric, lang, end tokens, label separator, label end)  -- evaluation.py's tasks_param
     "arxiv": ("rouge", "en", ("\n",)), "pubmed": ("rouge", "en", ("\n",)), "booksum": ("rouge", "en", ("\n",)),
     "cnnnews": ("rouge", "en", ("\n",)), "wikihow": ("rouge", "en", ("\n",)),

@@ -347,3 +347,32 @@ class TestTravelPlanning:
     assert out["partial_accuracy"] == pytest.approx(first_bad / len(gold_lines))
     assert tp.eval_travel_planning("no plan", ref) == {"accuracy": 0.0, "partial_accuracy": 0.0,
                                                         "extraction_rate": 0.0}
+
+
+class TestNeedleBenchATC:
+  def test_first_option_postprocess(self):
+    from lcjax.eval.metrics.needlebench_choice import first_option_postprocess as fop
+
+    assert fop("The answer is (C).") == "C"
+    assert fop("答案是B") == "B"
+    assert fop("I think option D: Ann") == "D"  # " D:" by the "(\s|^)[ABCD][\s...:]" pattern
+    assert fop("故选A只有B是对") == "A"  # the fused "故选...只有...是对" pattern (official missing comma)
+    assert fop("none of them") == ""
+    assert fop("xyz Answer: b") == "A"  # (?i) lets "b" match but "b" is no option; the cushion finds Answer's "A"
+
+  def test_circular_evaluator(self):
+    m = METRICS.get("needlebench.atc_choice")
+    # question 0: gold option is the original A; right in all four rotations. Question 1: right only in ABCD.
+    golds = {"ABCD": "A", "BCDA": "D", "CDAB": "C", "DABC": "B"}
+    rows = [m.score(f"The answer is {golds[c]}", f"0--{golds[c]}--{c}") for c in ("ABCD", "BCDA", "CDAB", "DABC")]
+    rows += [m.score("The answer is A" if c == "ABCD" else "The answer is A", f"1--{golds[c]}--{c}")
+             for c in ("ABCD", "BCDA", "CDAB", "DABC")]
+    out = m.aggregate(rows)
+    assert out["acc_4"] == pytest.approx(5 / 8 * 100) and out["acc_1"] == pytest.approx(2 / 8 * 4 * 100)
+    assert out["perf_4"] == 50.0 and out["score"] == 50.0 and out["more_4_1"] == 100.0 and out["perf_1"] == 100.0
+    # question 1 always says "A": mapped back, A, B, C, D once each -> the vote's most common is "A" (first seen)
+    assert out["vote_4"] == 100.0 and out["prior_A"] == pytest.approx(5 / 8 * 100)
+
+  def test_atc_v1_is_the_origin_evaluator(self):
+    assert _score("needlebench.atc_v1", "It is Ann Lee.", "Ann Lee") == 100.0
+    assert _score("needlebench.atc_v1", "Ann", "Ann Lee") == pytest.approx(0.2 * 100 * 3 / 6)

@@ -178,6 +178,8 @@ register("needlebench.origin", _origin, aggregate=mean_raw)
 register("needlebench.multi", _multi, aggregate=mean_raw)
 register("needlebench.parallel", _parallel, aggregate=_parallel_aggregate)
 register("needlebench.atc", atc_score, aggregate=mean_raw)
+register("needlebench.atc_v1", lambda prediction, reference, **kw: origin_score(prediction, reference, reference),
+         aggregate=mean_raw, doc="NeedleBench v1 ATC: the origin evaluator, eldest ancestor as needle and keyword")
 register("needlebench_v2.origin", _origin_v2, aggregate=mean_raw)
 register("needlebench_v2.parallel", _parallel, aggregate=_parallel_aggregate)
 register("needlebench_v2.multi", atc_score, aggregate=mean_raw,
