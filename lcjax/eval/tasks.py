@@ -41,8 +41,6 @@ def _register_generators() -> None:
         doc="RULER frequent words extraction", **gen)
   _task("needlebench.single", "needlebench", _samples(needlebench.single_needle_example), "needlebench.origin", 64,
         uses_depth=True, doc="NeedleBench single-needle retrieval", **gen)
-  _task("needlebench_v2.single", "needlebench", _samples(needlebench.single_needle_example), "needlebench_v2.origin",
-        64, uses_depth=True, doc="NeedleBench single-needle retrieval, v2 evaluator (keyword or 0)", **gen)
   _task("needlebench.multi_retrieval", "needlebench", _samples(needlebench.multi_needle_retrieval_example),
         "needlebench.parallel", 128, uses_depth=True, doc="NeedleBench multi-needle retrieval", **gen)
   _task("needlebench.multi_reasoning", "needlebench", _samples(needlebench.multi_needle_reasoning_example),

@@ -8,7 +8,7 @@ v1 (the default of lcjax's `needlebench.*` tasks, and what the NeedleBench paper
 - Multi (multi-needle reasoning): the answer's lowercased words are keywords; score = 100 * matched / count.
 - Parallel (multi-needle retrieval): each needle's keyword found in the prediction adds 100/N to its depth (needles
   sharing a depth add up; the depths are the first example's); the score is the mean over distinct depths.
-v2 (OpenCompass's current evaluators, `needlebench_v2.*` metrics; `needlebench_v2.single` task):
+v2 (OpenCompass's current evaluators; the `needlebench_v2.*` metrics, for a task's examples as they are):
 - Origin: 100 if the keyword occurs in the raw prediction, else 0 (no edit-distance partial credit).
 - Parallel: unchanged from v1.
 - Multi-needle reasoning and ATC: the last `\\boxed{...}` of the prediction, cleaned (LaTeX \\text/\\boxed
