@@ -307,6 +307,9 @@ class TestM4LEMissingScorers:
     corpus = (5 / 8 * 3 / 6 * 2 / 4 * 1 / 3) ** 0.25 * math.exp(1 - 10 / 8)
     assert out["score"] == pytest.approx(100 * corpus)
 
+  def test_bleu_of_empty_predictions_is_zero(self):  # deliberate: the official 1.0 / ratio divides by zero
+    assert METRICS.get("m4le.score").score("", ["a b"], metric="bleu")["score"] == 0.0
+
   def test_single_acc_pools_counts(self):
     m = METRICS.get("m4le.score")
     rows = [m.score("ab", ["a", "c"], metric="single_acc", bucket=1), m.score("x", ["x", "y", "z"], metric="single_acc",

@@ -128,7 +128,8 @@ def _ngrams(tokens: Sequence[str], max_order: int) -> Counter:
 
 def corpus_bleu(predictions: Sequence[str], references: Sequence, lang: str = "en", max_order: int = 4) -> float:
   """`utils/bleu.py::compute(...)["bleu"]`: corpus BLEU-4 (no smoothing; brevity penalty from the shortest
-  reference of each example), 0..1."""
+  reference of each example), 0..1; 0 when the predictions (or references) have no token at all, where the
+  official code divides by zero."""
   matches, possible = [0] * max_order, [0] * max_order
   ref_len = hyp_len = 0
   for pred, refs in zip(predictions, references):
@@ -144,6 +145,8 @@ def corpus_bleu(predictions: Sequence[str], references: Sequence, lang: str = "e
     for n in range(1, max_order + 1):
       if len(hyp) - n + 1 > 0:
         possible[n - 1] += len(hyp) - n + 1
+  if hyp_len == 0 or ref_len == 0:
+    return 0.0  # deliberate: the official 1.0 / ratio (or / reference_length) divides by zero here
   precisions = [matches[i] / possible[i] if possible[i] > 0 else 0.0 for i in range(max_order)]
   geo = math.exp(sum(math.log(p) / max_order for p in precisions)) if min(precisions) > 0 else 0
   ratio = hyp_len / ref_len
