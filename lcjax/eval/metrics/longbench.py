@@ -1,4 +1,5 @@
-"""LongBench (v1 and -E) official metrics (THUDM/LongBench @2e00731 `LongBench/metrics.py` + `eval.py`), reproduced with their quirks.
+"""LongBench (v1 and -E) official metrics (THUDM/LongBench @2e00731 `LongBench/metrics.py` + `eval.py`), reproduced
+with their quirks.
 
 Quirks kept on purpose:
 - `classification_score`: the official `if em_match_list != 0` compares a list with 0 and is always true, so the
