@@ -379,3 +379,16 @@ class TestNeedleBenchATC:
   def test_atc_v1_is_the_origin_evaluator(self):
     assert _score("needlebench.atc_v1", "It is Ann Lee.", "Ann Lee") == 100.0
     assert _score("needlebench.atc_v1", "Ann", "Ann Lee") == pytest.approx(0.2 * 100 * 3 / 6)
+
+
+def test_longproc_and_loogle_aggregation():  # item 11 for LongProc (example_usage.py) and LooGLE (np.mean)
+  import numpy as np
+
+  m = METRICS.get("longproc.path_traversal")
+  rows = [m.score("<Route>a</Route>", "a"), m.score("<Route>b</Route>", "a"), m.score("none", "a")]
+  out = m.aggregate(rows)
+  assert out["score"] == pytest.approx(100 / 3) and out["extraction_rate"] == pytest.approx(2 / 3)
+  values = [0.2, 1.0, 0.0, 0.25, 0.1, 0.1, 0.5, 0.2]
+  rows = [{"score": v, "rouge-1": v, "rouge-2": v, "rouge-l": v} for v in values]
+  out = METRICS.get("loogle.rouge").aggregate(rows)
+  assert out["rouge-l"] == float(np.mean(values)) and out["rouge-l"] != sum(values) / len(values)

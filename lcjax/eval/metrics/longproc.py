@@ -8,7 +8,8 @@ difference: countdown solutions are parsed, not `eval`ed, and a malformed equati
 
 Each checker returns {"accuracy", "partial_accuracy", "extraction_rate"} (html_to_tsv: precision / recall / F1)
 like the official `eval_*` functions. The registered score is what the LongProc paper reports: accuracy for
-path_traversal, tom_tracking, countdown and pseudo_to_code, row-level F1 for html_to_tsv.
+path_traversal, tom_tracking, countdown and pseudo_to_code, row-level F1 for html_to_tsv; corpus numbers are
+`example_usage.py`'s sum / n of each metric (the score x100).
 """
 
 from __future__ import annotations
@@ -334,8 +335,18 @@ def _scored(fn, key):
   return metric
 
 
-register("longproc.path_traversal", _scored(eval_path_traversal, "accuracy"))
-register("longproc.tom_tracking", _scored(eval_tom_tracking, "accuracy"))
-register("longproc.countdown", _scored(eval_countdown, "accuracy"))
-register("longproc.html_to_tsv", _scored(eval_html_to_tsv, "f1"))
-register("longproc.pseudo_to_code", _scored(eval_pseudo_to_code, "accuracy"))
+def longproc_aggregate(rows: Sequence[dict]) -> dict:
+  """`example_usage.py`: every metric's sum / n (0..1); "score" is that of the registered key, x100 after the
+  division (unrounded)."""
+  if not rows:
+    return {"score": 0.0, "n": 0}
+  keys = [k for k in ("accuracy", "partial_accuracy", "extraction_rate", "precision", "recall", "f1") if k in rows[0]]
+  out = {k: sum(float(r[k]) for r in rows) / len(rows) for k in keys}
+  return {"score": sum(float(r["score"]) for r in rows) / len(rows) * 100, **out, "n": len(rows)}
+
+
+register("longproc.path_traversal", _scored(eval_path_traversal, "accuracy"), aggregate=longproc_aggregate)
+register("longproc.tom_tracking", _scored(eval_tom_tracking, "accuracy"), aggregate=longproc_aggregate)
+register("longproc.countdown", _scored(eval_countdown, "accuracy"), aggregate=longproc_aggregate)
+register("longproc.html_to_tsv", _scored(eval_html_to_tsv, "f1"), aggregate=longproc_aggregate)
+register("longproc.pseudo_to_code", _scored(eval_pseudo_to_code, "accuracy"), aggregate=longproc_aggregate)

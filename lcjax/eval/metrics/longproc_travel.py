@@ -23,7 +23,7 @@ import re
 import string
 
 from lcjax.eval.metrics.base import register
-from lcjax.eval.metrics.longproc import _scored, extract_with_tag
+from lcjax.eval.metrics.longproc import _scored, extract_with_tag, longproc_aggregate
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _INIT_CITY = "the starting point"
@@ -215,4 +215,4 @@ def eval_travel_planning(prediction: str, reference: dict) -> dict:
   return {"accuracy": accuracy, "partial_accuracy": partial, "extraction_rate": 0.0 if plan is None else 1.0}
 
 
-register("longproc.travel_planning", _scored(eval_travel_planning, "accuracy"))
+register("longproc.travel_planning", _scored(eval_travel_planning, "accuracy"), aggregate=longproc_aggregate)

@@ -2,7 +2,7 @@
 `automatic_eval.py`).
 
 - ROUGE is *recall* (`metric="r"`) of the pltrdy `rouge` package, per example, for rouge-1/2/L; the corpus numbers
-  are plain means. An empty hypothesis is replaced by "None" before scoring (`automatic_eval.evaluation`).
+  are `np.mean`s (`get_semantic_matching`). An empty hypothesis is replaced by "None" before scoring (`automatic_eval.evaluation`).
 - Cloze: the prediction is parsed as a Python dict literal ({'<mask-0>': 'Bob', ...}); exact match counts masks
   whose predicted entity equals the gold (no type conversion: 5 != "5", as officially), partial match counts masks
   sharing at least one whitespace token; both are pooled over all masks of the corpus (sum of matches / sum of
@@ -112,7 +112,10 @@ def _rouge(prediction: str, reference, **kwargs) -> dict:
 
 
 def _rouge_mean(rows: Sequence[dict]) -> dict:
-  out = {k: sum(r[k] for r in rows) / len(rows) for k in ("rouge-1", "rouge-2", "rouge-l")}
+  """`get_semantic_matching`: np.mean of each ROUGE recall over the examples (pairwise summation)."""
+  import numpy as np
+
+  out = {k: float(np.mean([r[k] for r in rows])) for k in ("rouge-1", "rouge-2", "rouge-l")}
   return {"score": out["rouge-l"], **out, "n": len(rows)}
 
 
