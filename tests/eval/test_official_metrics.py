@@ -392,3 +392,9 @@ def test_longproc_and_loogle_aggregation():  # item 11 for LongProc (example_usa
   rows = [{"score": v, "rouge-1": v, "rouge-2": v, "rouge-l": v} for v in values]
   out = METRICS.get("loogle.rouge").aggregate(rows)
   assert out["rouge-l"] == float(np.mean(values)) and out["rouge-l"] != sum(values) / len(values)
+
+
+def test_atc_accuracy_divides_first():
+  m = METRICS.get("needlebench.atc")
+  rows = [m.score("\\boxed{Ann}", "Ann"), m.score("x", "Ann"), m.score("y", "Ann")]
+  assert m.aggregate(rows)["score"] == (1 / 3) * 100 != 100 / 3  # 33.33333333333333, not 33.333333333333336

@@ -177,10 +177,17 @@ def _origin_v2(prediction: str, reference: dict, **kwargs) -> float:
 register("needlebench.origin", _origin, aggregate=mean_raw)
 register("needlebench.multi", _multi, aggregate=mean_raw)
 register("needlebench.parallel", _parallel, aggregate=_parallel_aggregate)
-register("needlebench.atc", atc_score, aggregate=mean_raw)
+def _accuracy_aggregate(rows: Sequence[dict]) -> dict:
+  """`NeedleBenchATCEvaluator`: (correct / n) * 100, the division first."""
+  if not rows:
+    return {"score": 0, "n": 0}
+  return {"score": (sum(1 for r in rows if r["score"] == 100.0) / len(rows)) * 100, "n": len(rows)}
+
+
+register("needlebench.atc", atc_score, aggregate=_accuracy_aggregate)
 register("needlebench.atc_v1", lambda prediction, reference, **kw: origin_score(prediction, reference, reference),
          aggregate=mean_raw, doc="NeedleBench v1 ATC: the origin evaluator, eldest ancestor as needle and keyword")
 register("needlebench_v2.origin", _origin_v2, aggregate=mean_raw)
 register("needlebench_v2.parallel", _parallel, aggregate=_parallel_aggregate)
-register("needlebench_v2.multi", atc_score, aggregate=mean_raw,
+register("needlebench_v2.multi", atc_score, aggregate=_accuracy_aggregate,
          doc="NeedleBench v2 multi-needle reasoning: the ATC evaluator on the post-processed boxed answer")
