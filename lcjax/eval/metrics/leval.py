@@ -341,10 +341,11 @@ def _exam_plain(prediction: str, references, em_version: str = "current", **kwar
   return exam_em(prediction, references, em_version)
 
 
-def _f1(prediction: str, references, **kwargs) -> float:
+def _f1(prediction: str, references, **kwargs) -> dict:
   """L-Eval / SCROLLS token F1 (0..100), max over references."""
   refs = [references] if isinstance(references, str) else references
-  return 100.0 * max(qa_f1(prediction, r) for r in refs)
+  f1 = max(qa_f1(prediction, r) for r in refs)
+  return {"score": 100.0 * f1, "f1": f1}
 
 
 def _rouge(prediction: str, references, **kwargs) -> dict:
@@ -359,6 +360,13 @@ def _round4(rows):
   return out
 
 
+def _f1_aggregate(rows):
+  """`compute_f1`: 100.0 * sum(F1) / n, rounded to 4 decimals (exam scores are multiples of 25: already exact)."""
+  if not rows:
+    return {"score": 0.0, "n": 0}
+  return {"score": round(100.0 * sum(r["f1"] for r in rows) / len(rows), 4), "n": len(rows)}
+
+
 register("leval.exam_options", _exam_options, aggregate=_round4)
 register("leval.exam_math", _exam_math, aggregate=_round4)
 register("leval.exam", _exam_plain, aggregate=_round4)
@@ -366,5 +374,5 @@ register("leval.sci_fi_loyalty", _sci_fi_loyalty, aggregate=_round4)
 register("leval.sci_fi", _sci_fi, aggregate=_sci_fi_aggregate)
 register("leval.topic_retrieval", _topic, aggregate=_topic_aggregate)
 register("leval.exam_code", _exam_code, aggregate=_round4)
-register("leval.f1", _f1, aggregate=_round4)
+register("leval.f1", _f1, aggregate=_f1_aggregate)
 register("leval.rouge", _rouge, aggregate=rouge_aggregate)
