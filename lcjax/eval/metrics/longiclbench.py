@@ -170,8 +170,8 @@ def _tacred_aggregate(rows: Sequence[dict]) -> dict:
 
 
 def _accuracy(rows: Sequence[dict]) -> dict:
-  """correct / total (x100, unrounded), as the scripts print it."""
-  return {"score": 100 * sum(r["score"] for r in rows) / len(rows) if rows else 0.0, "n": len(rows)}
+  """correct / total as the scripts print it (then x100, unrounded)."""
+  return {"score": sum(r["score"] for r in rows) / len(rows) * 100 if rows else 0.0, "n": len(rows)}
 
 
 register("longiclbench.fewnerd", _fewnerd, aggregate=_fewnerd_aggregate)
