@@ -108,6 +108,15 @@ class TestLEval:
     with pytest.raises(ConfigError, match="em_version '2024'"):
       leval.exam_em("x", ["x"], em_version="2024")
 
+  def test_em_version_through_the_loader_option(self, shared_data):
+    from lcjax.eval import TASKS, SampleSpec
+
+    spec = SampleSpec(data_path=os.path.join(shared_data, "leval"), num_samples=1, options={"em_version": "2023-08"})
+    assert TASKS.get("leval.tpo").examples(spec)[0].metric_kwargs["em_version"] == "2023-08"
+    kwargs = {"position": 0, "em_version": "2023-08"}
+    assert _score("leval.topic_retrieval", "x\nThe role of art", ["The role of art"], **kwargs) == 0.0
+    assert _score("leval.topic_retrieval", "x\nThe role of art", ["The role of art"], position=0) == 100.0
+
 
 class TestNeedleBench:
   def test_parallel_same_depth_adds_up(self):  # item 7: kws [蓝色, Lane] at depths [10, 10], pred 蓝色: 100

@@ -7,7 +7,8 @@ them. Prompts follow the Llama-2-chat baseline: the task's system prompt, then "
 ..." with the exam suffix, the GSM/CodeU/topic special forms, or "Answer this question with N words." for open
 tasks; the document is truncated by L-Eval's word rule to the model's input budget. Sci-fi examples carry the
 document-free factuality question as a `companion` prompt (its answer is appended as " [fact: ...]"); topic
-retrieval examples carry their question position (1st/2nd/3rd topic) for the per-position average.
+retrieval examples carry their question position (1st/2nd/3rd topic) for the per-position average. The option
+`em_version` ("current" or "2023-08") selects the exam EM version.
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ def leval_examples(spec: SampleSpec, task: str) -> list[Example]:
       continue
     for q, (inst, gold) in enumerate(zip(literal_list(row["instructions"]), literal_list(row["outputs"]))):
       prompt, prefix = _prompt(task, inst, gold, row["evaluation"] == "exam")
-      kwargs = {"coursera": task == "coursera", "position": q % 3} if "topic" in task else {
-          "coursera": task == "coursera"}
+      kwargs = {"coursera": task == "coursera", **({"position": q % 3} if "topic" in task else {}),
+                **({"em_version": spec.options["em_version"]} if "em_version" in spec.options else {})}
       out.append(Example(id=f"{d}-{q}", prompt=prompt, document=row["input"], reference=[gold],
                          answer_prefix=prefix, metric_kwargs=kwargs,
                          meta={"evaluation": row["evaluation"], "source": row.get("source")},
