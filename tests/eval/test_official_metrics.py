@@ -114,8 +114,8 @@ class TestLEval:
     spec = SampleSpec(data_path=os.path.join(shared_data, "leval"), num_samples=1, options={"em_version": "2023-08"})
     assert TASKS.get("leval.tpo").examples(spec)[0].metric_kwargs["em_version"] == "2023-08"
     kwargs = {"position": 0, "em_version": "2023-08"}
-    assert _score("leval.topic_retrieval", "x\nThe role of art", ["The role of art"], **kwargs) == 0.0
-    assert _score("leval.topic_retrieval", "x\nThe role of art", ["The role of art"], position=0) == 100.0
+    assert _score("leval.topic_retrieval", "xy\nThe role of art", ["The role of art"], **kwargs) == 0.0
+    assert _score("leval.topic_retrieval", "xy\nThe role of art", ["The role of art"], position=0) == 100.0
 
 
 class TestNeedleBench:
