@@ -10,6 +10,7 @@ passed instead. The prompts, verdict parsing and aggregation are the official on
   ("pair-v2" system prompt and template), played twice with the answers swapped; "[[A]]" / "[[B]]" / "[[C]]"
   (tie) are read in that order, anything else is "error"; errors are dropped and each model's win rate is
   (wins + 0.5 * ties) / (decisions + ties). The official judge decodes at temperature 0 with up to 2048 tokens.
+  `leval_judge_files` runs it on two prediction files (rows paired by query + gt, open-ended rows only).
 - LooGLE (bigai-nlco/LooGLE @6734382 `Evaluation/llm_score.py`, `llm_eval.py`): QA asks whether the prediction
   and the ground truth are semantically the same ("True"/"False"); accuracy = replies equal to "True" over replies
   equal to "True" or "False". Summaries get a 0-100 score, averaged. Deliberate difference: the official code
@@ -96,6 +97,35 @@ def leval_win_rates(outcomes: Sequence[str]) -> dict:
   total = sum(stats.values()) + ties
   out = {f"win_rate/{k}": (0.5 * ties + v) / total for k, v in stats.items()} if total else {}
   return {**out, "ties": ties, "errors": errors}
+
+
+def _pred_key(row: dict) -> str:
+  return next(k for k in row if "_pred" in k)
+
+
+def _open_ended(rows: Sequence[dict]) -> list[dict]:
+  """`read_jsonl`'s filter: when a file has rouge / f1 rows, only those are judged."""
+  kinds = {r.get("evaluation") for r in rows}
+  return [r for r in rows if r.get("evaluation") in ("rouge", "f1")] if kinds & {"rouge", "f1"} else list(rows)
+
+
+def leval_judge_files(pred_rows: Sequence[dict], battle_rows: Sequence[dict], judge: Judge,
+                      max_new_tokens: int = LEVAL_MAX_TOKENS) -> dict:
+  """`llm_eval.py` on two prediction files: rows paired by query + gt (`construct_pairs`), two games per pair,
+  win rates of both models (named by their `<model>_pred` keys without "_pred")."""
+  pred_rows, battle_rows = _open_ended(pred_rows), _open_ended(battle_rows)
+  if not pred_rows or not battle_rows:
+    raise ConfigError("L-Eval judge: both prediction files need rows")
+  key_1, key_2 = _pred_key(pred_rows[0]), _pred_key(battle_rows[0])
+  battle = {r["query"] + r["gt"]: r[key_2] for r in battle_rows}
+  names = {"model_1": key_1.replace("_pred", ""), "model_2": key_2.replace("_pred", "")}
+  outcomes = []
+  for row in pred_rows:
+    pair = str(row["query"]) + str(row["gt"])
+    if pair in battle:
+      games = leval_match(judge, row["query"], row["gt"], row[key_1], battle[pair], max_new_tokens)
+      outcomes += [names.get(g, g) for g in games]
+  return {**leval_win_rates(outcomes), "games": len(outcomes)}
 
 
 def loogle_judge(judge: Judge, question: str, reference: str, hypothesis: str, task: str) -> str | int | None:

@@ -41,3 +41,17 @@ def test_default_judge_is_an_lcjax_model(smollm2):
   reply = judge([{"role": "user", "content": "Say yes."}], 3)
   assert isinstance(reply, str) and 0 < len(smollm2.tokenizer.encode(reply)) <= 3
   assert J.leval_verdict(reply) in ("A", "B", "tie", "error")
+
+
+def test_leval_judge_files_pairs_by_query_and_gt():
+  mine = [{"query": "q1", "gt": "g1", "mine_pred": "good", "evaluation": "f1"},
+          {"query": "q2", "gt": "g2", "mine_pred": "good", "evaluation": "f1"},
+          {"query": "q3", "gt": "g3", "mine_pred": "x", "evaluation": "LLM"}]  # dropped: the file has f1 rows
+  theirs = [{"query": "q1", "gt": "g1", "turbo_pred": "bad", "evaluation": "f1"}]  # q2 has no partner: skipped
+
+  def fake(messages, n):
+    a = messages[1]["content"].split("[The Start of Assistant A's Answer]\n")[1].split("\n")[0]
+    return "[[A]]" if a == "good" else "[[B]]"
+
+  out = J.leval_judge_files(mine, theirs, fake)
+  assert out == {"win_rate/mine": 1.0, "ties": 0, "errors": 0, "games": 2}
