@@ -71,7 +71,10 @@ class Tokenizer:
                             f"BPE ('gpt2')")
     vocab = {tok: i for i, tok in enumerate(data["tokens"])}
     merges = [tuple(m.split(" ", 1)) for m in data["merges"]]
-    backend = Backend(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
+    try:
+      backend = Backend(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
+    except Exception as e:  # noqa: BLE001 - tokenizers raises plain Exception for merges of unknown tokens
+      raise CheckpointError(f"{where}: malformed BPE vocabulary/merges ({str(e)[:200]})") from None
     backend.pre_tokenizer = _pre_tokenizer(pre_tokenizer or data.get("pre"), where)
     backend.decoder = decoders.ByteLevel()
     control = [AddedToken(tok, special=True, normalized=False)
@@ -112,12 +115,6 @@ class Tokenizer:
     """
     if not self.chat_template:
       raise CheckpointError("this model has no chat template; pass raw text instead")
-    import jinja2.sandbox
+    from lcjax.data.chat_template import render_chat_template
 
-    def raise_exception(message):
-      raise ValueError(message)
-
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    env.globals["raise_exception"] = raise_exception
-    return env.from_string(self.chat_template).render(messages=list(messages),
-                                                      add_generation_prompt=add_generation_prompt)
+    return render_chat_template(self.chat_template, messages, add_generation_prompt, name="the model's chat template")
