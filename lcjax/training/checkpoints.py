@@ -99,6 +99,7 @@ class Checkpointer:
       except DamagedCheckpointError as e:
         damaged.append(str(e))
         log.warning("skipping damaged checkpoint: %s", e)
+        self._set_aside(step)
         continue
       if damaged:
         log.warning("resumed from step %d, the newest intact checkpoint in %s", step, self.directory)
@@ -106,6 +107,19 @@ class Checkpointer:
     if damaged:
       raise CheckpointError(f"{self.directory}: no intact checkpoint to resume from: " + " | ".join(damaged))
     return None, abstract_state, None
+
+  def _set_aside(self, step: int) -> None:
+    """Renames a damaged step's directory to `<step>.damaged` (kept for inspection; orbax ignores it), so the
+    resumed run can save that step again."""
+    src = os.path.join(self.directory, str(step))
+    dst, n = f"{src}.damaged", 1
+    while os.path.exists(dst):
+      dst, n = f"{src}.damaged-{n}", n + 1
+    try:
+      os.rename(src, dst)
+    except OSError as e:
+      raise CheckpointError(f"{src}: damaged and cannot be moved aside ({e})") from None
+    self.manager.reload()
 
   def wait(self) -> None:
     """Blocks until pending async saves are committed."""

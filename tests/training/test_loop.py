@@ -87,14 +87,38 @@ def test_interrupted_save_is_ignored_and_damaged_checkpoint_raises(reference, tm
   # A save killed before its commit leaves only orbax's temporary directory: it must not be picked up.
   shutil.copytree(ckdir / str(latest), ckdir / f"{latest + 4}.orbax-checkpoint-tmp-1234")
   assert Checkpointer(str(ckdir)).latest_step() == latest
-  # A committed step whose array files are damaged fails loudly instead of restoring wrong values.
-  for root, _, files in os.walk(ckdir / str(latest) / "state"):
+  # A committed step whose array files are damaged is reported and skipped: the newest intact one is restored
+  # and the run ends exactly like the uninterrupted one. Only when none is intact does it stop, naming each.
+  _damage_arrays(ckdir / str(latest))
+  assert train(_cfg(), str(tmp_path))["resumed_from"] == latest - 4
+  assert _losses(tmp_path)[12] == _losses(reference)[12] and os.path.isdir(ckdir / f"{latest}.damaged")
+  for step in Checkpointer(str(ckdir)).manager.all_steps():
+    _damage_arrays(ckdir / str(step))
+  with pytest.raises(CheckpointError, match="no intact checkpoint to resume from.*cannot restore"):
+    train(_cfg(), str(tmp_path))
+
+
+def _damage_arrays(step_dir):
+  for root, _, files in os.walk(step_dir / "state"):
     for f in files:
       if not f.startswith("_") and "manifest" not in f:
         with open(os.path.join(root, f), "wb") as fh:
           fh.write(b"garbage")
-  with pytest.raises(CheckpointError, match="cannot restore"):
-    train(_cfg(), str(tmp_path))
+
+
+def test_resume_skips_empty_later_step_and_bad_iterator_state(reference, tmp_path):
+  """Issue 25: an empty directory named after a later step, or iterator state of the wrong types, is skipped."""
+  import json
+
+  ckdir = tmp_path / "checkpoints"
+  shutil.copytree(os.path.join(reference, "checkpoints"), ckdir)
+  latest = Checkpointer(str(ckdir)).latest_step()
+  os.makedirs(ckdir / str(latest + 100))
+  data_file = next(p for p in (ckdir / str(latest)).rglob("*") if p.is_file() and p.parent.name == "data")
+  saved = json.loads(data_file.read_text())
+  data_file.write_text(json.dumps({**saved, "iterator": "not a state"}))
+  assert train(_cfg(), str(tmp_path))["resumed_from"] == latest - 4
+  assert _losses(tmp_path)[12] == _losses(reference)[12]
 
 
 def test_grad_accumulation_and_remat_equal_plain_step():
