@@ -237,9 +237,15 @@ def check_layout(raw: RawGGUF, path: str) -> dict[str, tuple[str, int, int]]:
                             f"of the file's {data_size}-byte data section (truncated or corrupt)")
     spans[t.name] = (type_name, raw.data_start + t.offset, nbytes)
   ordered = sorted(spans.items(), key=lambda kv: kv[1][1])
-  for (a, (_, sa, na)), (b, (_, sb, _)) in zip(ordered, ordered[1:]):
+  ends = [(b, sb) for b, (_, sb, _) in ordered[1:]] + [("the end of the file", raw.file_size)]
+  for (a, (_, sa, na)), (b, sb) in zip(ordered, ends):
     if sa + na > sb:
       raise CheckpointError(f"{path}: tensors {a!r} and {b!r} overlap (bytes {sa}..{sa + na} and {sb}..) (corrupt)")
+    # Writers pack tensors, each padded to the alignment: a larger gap means a tensor's type or shape was changed
+    # to one that needs fewer bytes than it was written with (it would load silently as different values).
+    if sb - (sa + na) >= raw.alignment:
+      raise CheckpointError(f"{path}: {sb - (sa + na)} unaccounted bytes between tensor {a!r} (ends at {sa + na}) "
+                            f"and {b} (at {sb}): its type or shape does not match the bytes written (corrupt)")
   return spans
 
 

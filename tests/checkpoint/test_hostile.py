@@ -108,8 +108,14 @@ def test_relabelled_dtype_and_wrong_width_are_refused(bundled_copy):
   with patched(bundled_copy, type_pos, struct.pack("<I", 26)):  # F32 -> I32
     _fails_fast(bundled_copy, r"'blk.0.attn_norm.weight' has dtype I32; accepted: F32")
   dims_pos, _, _ = _tensor_info_pos(bundled_copy, "blk.0.attn_k.weight")
-  with patched(bundled_copy, dims_pos + 8, struct.pack("<Q", 191)):  # K projection 192 -> 191 rows
-    _fails_fast(bundled_copy, r"'blk.0.attn_k.weight' has shape \(191, 576\), the config needs \(192, 576\)")
+  with patched(bundled_copy, dims_pos + 8, struct.pack("<Q", 191)):  # K projection 192 -> 191 rows: its bytes no
+    _fails_fast(bundled_copy, r"unaccounted bytes between tensor 'blk.0.attn_k.weight'")  # longer fill its span
+  g = read_gguf(bundled_copy)  # a K projection of the wrong width in a consistent file: a shape error, no reshape
+  type_name, _, raw = g.tensors["blk.0.attn_k.weight"]
+  g.tensors["blk.0.attn_k.weight"] = (type_name, (191, 576), raw)
+  with pytest.raises(CheckpointError, match=r"'blk.0.attn_k.weight' has shape \(191, 576\), the config needs "
+                                            r"\(192, 576\)"):
+    params_from_gguf(g, config_from_gguf(g))
 
 
 def _with(g: GGUFFile, **changes) -> GGUFFile:
