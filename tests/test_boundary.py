@@ -100,3 +100,34 @@ def test_one_bad_record_is_recorded_not_raised():
   with pytest.raises(Exception):
     evaluate_one(task, ex, lambda ids, n: [1], _Tok(), 64, strict=True)
   assert os.environ.get("LCJAX_DEBUG", "") in ("", "0")
+
+
+def test_eval_with_nothing_scored_says_why(capsys):
+  from rich.console import Console
+
+  from lcjax.commands.eval import report_outcomes
+  from lcjax.errors import DataError
+
+  result = {"problems": [("d.jsonl", 3, "d.jsonl:3: malformed JSON line")],
+            "counts": {"scored": 0, "failed": 2, "skipped": 1,
+                       "reasons": {"context": "prompt of 9000 tokens exceeds the context 8192"}}}
+  with pytest.raises(DataError, match=r"no example could be scored \(2 failed, 1 skipped\); first failure: prompt"):
+    report_outcomes(Console(), result, "out")
+  assert "records: 0 scored, 2 failed, 1 skipped" in capsys.readouterr().out
+
+
+def test_launcher_prints_one_line_and_exits_2(tmp_path):
+  import subprocess
+  import sys
+
+  exp = tmp_path / "bad.py"
+  exp.write_text("import ml_collections\n\ndef get_config(arg=None):\n"
+                 "  return ml_collections.ConfigDict({'train': {'model': {'no_such_field': 1}}})\n\n"
+                 "def sweep(add, arg=None):\n  add()\n")
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run([sys.executable, "-m", "lcjax.launch.main", f"--config={exp}", f"--workdir={tmp_path}/w"],
+                        capture_output=True, text=True, timeout=120, cwd=repo,
+                        env={**os.environ, "PYTHONPATH": repo, "LCJAX_DEBUG": ""})
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr and "Event loop is closed" not in proc.stderr
+  assert proc.stderr.strip().splitlines()[-1].startswith("lcjax.launch.main: error: ")

@@ -98,6 +98,22 @@ def _list() -> int:
   return 0
 
 
+def report_outcomes(console, result: dict, out_dir: str) -> None:
+  """Prints skipped lines and the scored / failed / skipped counts; DataError when nothing could be scored."""
+  from lcjax.errors import DataError
+
+  for problem in result["problems"]:
+    console.print(f"skipped: {problem[2]}", markup=False)
+  counts = result["counts"]
+  console.print(f"records: {counts['scored']} scored, {counts['failed']} failed, {counts['skipped']} skipped "
+                f"(details in {os.path.join(out_dir, 'summary.json')})", markup=False)
+  for kind, reason in counts["reasons"].items():
+    console.print(f"failed ({kind}), e.g.: {reason}", markup=False)
+  if not counts["scored"]:
+    raise DataError(f"no example could be scored ({counts['failed']} failed, {counts['skipped']} skipped)"
+                    + (f"; first failure: {next(iter(counts['reasons'].values()))}" if counts["reasons"] else ""))
+
+
 def _run(args) -> int:
   from rich.console import Console
   from rich.table import Table
@@ -120,18 +136,7 @@ def _run(args) -> int:
                    max_new_tokens=args.max_new_tokens, strict=args.strict)
   result = run(cfg)
   console = Console()
-  for problem in result["problems"]:
-    console.print(f"[yellow]skipped[/yellow] {problem[2]}", markup=False)
-  counts = result["counts"]
-  console.print(f"records: {counts['scored']} scored, {counts['failed']} failed, {counts['skipped']} skipped "
-                f"(details in {os.path.join(cfg.out_dir, 'summary.json')})", markup=False)
-  for kind, reason in counts["reasons"].items():
-    console.print(f"failed ({kind}), e.g.: {reason}", markup=False)
-  if not counts["scored"]:
-    from lcjax.errors import DataError
-
-    raise DataError(f"no example could be scored ({counts['failed']} failed, {counts['skipped']} skipped)"
-                    + (f"; first failure: {next(iter(counts['reasons'].values()))}" if counts["reasons"] else ""))
+  report_outcomes(console, result, cfg.out_dir)
   table = Table(title=f"{cfg.model}: official scores")
   for col in ("task", "kv", "length", "depth", "score", "n"):
     table.add_column(col)

@@ -146,11 +146,13 @@ def render_chat_template(template: str, messages: Sequence[dict], add_generation
       if total > max_output:
         raise _Limit(f"output above {max_output} characters")
       parts.append(chunk)
-    return "".join(parts)
+    out = "".join(parts)
+    out.encode("utf-8")  # a lone surrogate (from a JSON "\\udcff" escape) is not text any tokenizer can take
+    return out
   except _Limit as e:
     raise CheckpointError(f"{name}: exceeds a rendering limit ({e}); refusing to render it") from None
   except (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError, IndexError, ZeroDivisionError,
-          OverflowError, RecursionError) as e:
+          OverflowError, RecursionError, UnicodeError) as e:
     raise CheckpointError(f"{name}: cannot be rendered ({type(e).__name__}: {str(e)[:200]})") from None
   finally:
     sys.settrace(old)

@@ -39,6 +39,18 @@ def _pre_tokenizer(name: str | None, where: str):
   return byte_level
 
 
+def _check_text(text) -> None:
+  """ConfigError for a value that is not encodable text (not a str, or a str with lone surrogates)."""
+  from lcjax.errors import ConfigError
+
+  if not isinstance(text, str):
+    raise ConfigError(f"text to encode must be a str, got {type(text).__name__}")
+  try:
+    text.encode("utf-8")
+  except UnicodeEncodeError as e:
+    raise ConfigError(f"text to encode is not valid Unicode (lone surrogate at index {e.start})") from None
+
+
 class Tokenizer:
   """Text <-> token ids for a byte-level BPE model.
 
@@ -90,6 +102,7 @@ class Tokenizer:
 
   def encode(self, text: str, add_bos: bool | None = None) -> list[int]:
     """Token ids of `text`; control tokens written in the text are kept whole."""
+    _check_text(text)
     ids = self.backend.encode(text, add_special_tokens=False).ids
     if (self.add_bos if add_bos is None else add_bos) and self.bos_id is not None:
       ids = [self.bos_id] + ids
@@ -97,6 +110,8 @@ class Tokenizer:
 
   def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
     """`encode` over many texts (in parallel threads)."""
+    for text in texts:
+      _check_text(text)
     return [e.ids for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
 
   def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
