@@ -136,19 +136,28 @@ def _hf_name(name: str) -> str | None:
   return None
 
 
+def check_gguf_tensors(g: GGUFFile, cfg: ModelConfig) -> dict[str, str]:
+  """Checks the file's tensors are exactly `cfg`'s (names, shapes, supported types) before any is read.
+
+  Returns:
+    {HF name: GGUF name}.
+  """
+  by_hf = {_hf_name(n): n for n in g.tensors if _hf_name(n)}
+  unknown = [n for n in g.tensors if not _hf_name(n)]
+  if unknown:
+    raise CheckpointError(f"{g.path}: tensor {unknown[0]!r} is not part of a {SUPPORTED_ARCHITECTURES} model")
+  found = {hf: (g.tensors[n][1], g.tensors[n][0]) for hf, n in by_hf.items()}
+  check_tensors(cfg, found, SUPPORTED_TYPES, g.path, by_hf)
+  return by_hf
+
+
 def params_from_gguf(g: GGUFFile, cfg: ModelConfig) -> dict:
   """Dequantises every tensor to float32 and maps it onto lcjax's param tree.
 
   Raises:
     CheckpointError: unsupported tensor type, missing tensor, or a shape that does not fit `cfg`.
   """
-  by_hf = {_hf_name(n): n for n in g.tensors if _hf_name(n)}
-
-  found = {hf: (g.tensors[n][1], g.tensors[n][0]) for hf, n in by_hf.items()}
-  unknown = [n for n in g.tensors if not _hf_name(n)]
-  if unknown:
-    raise CheckpointError(f"{g.path}: tensor {unknown[0]!r} is not part of a {SUPPORTED_ARCHITECTURES} model")
-  check_tensors(cfg, found, SUPPORTED_TYPES, g.path, {hf: n for hf, n in by_hf.items()})
+  by_hf = check_gguf_tensors(g, cfg)
 
   def get_tensor(hf: str) -> np.ndarray:
     name = by_hf[hf]
