@@ -92,6 +92,9 @@ def config_from_gguf(g: GGUFFile, limits: ModelLimits | None = None) -> ModelCon
   if not isinstance(tokens, list):
     raise CheckpointError(f"{where}: 'tokenizer.ggml.tokens' must be an array of strings")
   vocab = field_int(m, f"{arch}.vocab_size", where, 1, big, len(tokens))
+  if len(tokens) > vocab:
+    raise CheckpointError(f"{where}: the tokenizer has {len(tokens)} tokens, more than vocab_size {vocab} (ids past "
+                          f"the embedding would be read as garbage)")
   if "tokenizer.ggml.eos_token_id" not in m:
     raise CheckpointError(f"{where}: metadata key 'tokenizer.ggml.eos_token_id' is missing")
   eos = [field_int(m, "tokenizer.ggml.eos_token_id", where, 0, big)]

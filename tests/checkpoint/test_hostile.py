@@ -137,6 +137,7 @@ def _with(g: GGUFFile, **changes) -> GGUFFile:
     ("llama.attention.layer_norm_rms_epsilon", 0.0, r"epsilon' = 0.0"),
     ("llama.embedding_length", 9 * 2**36, r"dim = 618475290624 is outside"),
     ("tokenizer.ggml.eos_token_id", 10**6, r"eos token ids"),
+    ("llama.vocab_size", 1000, r"the tokenizer has 49152 tokens, more than vocab_size 1000"),
 ])
 def test_bad_metadata_values(bundled_header, key, value, match):
   with pytest.raises(CheckpointError, match=match):
