@@ -14,7 +14,7 @@ import json
 import os
 from typing import Callable, Iterable, Sequence
 
-from lcjax.errors import ConfigError, ContextLengthError, DataError
+from lcjax.errors import ConfigError, ContextLengthError, DataError, LcjaxError
 from lcjax.eval.metrics import METRICS
 from lcjax.eval.task import TASKS, Example, SampleSpec, Task, build_prompt
 from lcjax.registry import Registry
@@ -126,11 +126,15 @@ def plan(task: Task, cfg: EvalConfig, tokenizer, problems: list) -> list[tuple[i
                       data_path=_task_data(task, cfg), options=dict(cfg.options), problems=problems)
     try:
       items += [(length, depth, ex) for ex in task.examples(spec)]
-    except DataError as e:
+    except Exception as e:  # noqa: BLE001 - a malformed data file costs its cell, not the sweep (see --strict)
       if cfg.strict:
         raise
-      problems.append((task.name, None, f"{task.name} L={length} D={depth}: {e}"))
+      kind = "" if isinstance(e, DataError) else f"{type(e).__name__}: "
+      problems.append((task.name, None, f"{task.name} L={length} D={depth}: {kind}{str(e)[:300]}"))
   return items
+
+
+_RECORD_ERRORS = (LcjaxError, TypeError, ValueError, KeyError, IndexError, AttributeError)
 
 
 def evaluate_one(task: Task, example: Example, generate, tokenizer, length: int, strict: bool = False) -> dict:
@@ -142,6 +146,10 @@ def evaluate_one(task: Task, example: Example, generate, tokenizer, length: int,
     tokens = generate(ids, budget)
   except ContextLengthError as e:
     return {"error": str(e), "error_kind": "context", "score": None}
+  except _RECORD_ERRORS as e:  # the record's own fields (wrong types, text that is not text); not the model's
+    if strict:
+      raise
+    return {"error": f"{type(e).__name__}: {str(e)[:300]}", "error_kind": "record", "score": None}
   try:
     prediction = tokenizer.decode(tokens)
     result = METRICS.get(task.metric).score(prediction, example.reference, **example.metric_kwargs)
@@ -183,8 +191,12 @@ def run(cfg: EvalConfig, pretrained=None, progress: bool = True) -> dict:
       row = {"task": task.name, "kv": kv, "model": cfg.model, "length": length, "depth": depth, "id": ex.id,
              "reference": _jsonable(ex.reference), **out, "meta": _jsonable(ex.meta)}
       os.makedirs(os.path.dirname(path), exist_ok=True)
-      with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row, ensure_ascii=False) + "\n")
+      try:
+        line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+      except UnicodeEncodeError:  # a lone surrogate from the data (a JSON "\udcff" escape): keep it escaped
+        line = (json.dumps(row) + "\n").encode("ascii")
+      with open(path, "ab") as f:
+        f.write(line)
       advance(f"{task.name} {kv} L={length} D={depth}")
   table = summarize(cfg)
   counts = count_outcomes(cfg, problems)
