@@ -2,9 +2,9 @@
 `ok` or an `lcjax.errors` exception, within a time bound, and never load mutated tensor metadata silently.
 
 Fixed seeds; `LCJAX_FUZZ_CASES` scales every target (default: the CI counts below, ~200 per target). Each case is
-timed (5 s bound) and the process's peak RSS is checked against a 2 GiB growth bound at the end of each target; the
-code under test is bounded by construction (every length checked against the bytes left, limits on every count),
-so no case needs a subprocess.
+timed (5 CPU seconds: wall time would fail on a contended machine) and its peak allocation traced (tracemalloc, numpy included; 2 GiB bound); the process's peak RSS
+growth per target is bounded too. The code under test is bounded by construction (every length checked against the
+bytes left, limits on every count), so no case needs a subprocess.
 """
 
 import hashlib
@@ -13,6 +13,7 @@ import os
 import resource
 import struct
 import time
+import tracemalloc
 
 import jax
 import numpy as np
@@ -31,6 +32,7 @@ from tests.tiny import TINY
 
 SCALE = float(os.environ.get("LCJAX_FUZZ_CASES", "0") or 0) / 200 or 1.0
 CASE_SECONDS = 5.0
+CASE_BYTES = 2 << 30
 RSS_GROWTH = 2 << 30
 
 
@@ -49,20 +51,35 @@ def _rss() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _run_cases(n, case):
-  """Runs case(i) for i < n; each must return ("ok", value) or raise LcjaxError, within CASE_SECONDS."""
+def _run_cases(n, case, trace_memory: bool = True):
+  """Runs case(i) for i < n; each must return normally or raise LcjaxError, within CASE_SECONDS and with at most
+  CASE_BYTES allocated at its peak (numpy and Python allocations, traced by tracemalloc; `trace_memory=False` for
+  targets whose ~10^5 small allocations per case it would slow 5x - their peak RSS growth is still bounded)."""
   outcomes = {"ok": 0, "error": 0}
   start_rss = _rss()
-  for i in range(n):
-    t0 = time.monotonic()
-    try:
-      case(i)
-      outcomes["ok"] += 1
-    except LcjaxError:
-      outcomes["error"] += 1
-    except Exception as e:  # noqa: BLE001 - the point of the suite
-      pytest.fail(f"case {i}: non-lcjax exception {type(e).__name__}: {str(e)[:300]}")
-    assert time.monotonic() - t0 < CASE_SECONDS, f"case {i} took {time.monotonic() - t0:.1f}s"
+  tracing = tracemalloc.is_tracing()
+  if not tracing and trace_memory:
+    tracemalloc.start()
+  try:
+    for i in range(n):
+      if trace_memory:
+        tracemalloc.reset_peak()
+      base = tracemalloc.get_traced_memory()[0]
+      t0 = time.process_time()  # CPU seconds: a hang burns them, a contended machine does not
+      try:
+        case(i)
+        outcomes["ok"] += 1
+      except LcjaxError:
+        outcomes["error"] += 1
+      except Exception as e:  # noqa: BLE001 - the point of the suite
+        pytest.fail(f"case {i}: non-lcjax exception {type(e).__name__}: {str(e)[:300]}")
+      took = time.process_time() - t0
+      assert took < CASE_SECONDS, f"case {i} took {took:.1f} CPU seconds"
+      peak = tracemalloc.get_traced_memory()[1] - base if trace_memory else 0
+      assert peak < CASE_BYTES, f"case {i} allocated {peak / 2**20:.0f} MiB"
+  finally:
+    if not tracing and trace_memory:
+      tracemalloc.stop()
   assert _rss() - start_rss < RSS_GROWTH
   return outcomes
 
