@@ -192,3 +192,16 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path):
   want, got = _losses(ref), _losses(run)  # the resumed run re-logs from its checkpoint; the last value wins
   assert sorted(got) == sorted(want) == list(range(1, 301))
   assert got == want
+
+
+def test_iterator_state_structure_check():
+  from lcjax.training.checkpoints import DamagedCheckpointError, check_same_structure
+
+  fresh = {"parent": {"next_index": 0, "buf": [1, 2]}, "offset": -1, "rate": 0.5}
+  check_same_structure(fresh, {"parent": {"next_index": 7, "buf": []}, "offset": 3, "rate": 1}, "s")
+  for bad, where in [({"parent": {"next_index": "7", "buf": []}, "offset": 3, "rate": 1.0}, r"s.parent.next_index"),
+                     ({"parent": {"buf": []}, "offset": 3, "rate": 1.0}, r"s.parent: expected keys"),
+                     ({"parent": {"next_index": 1, "buf": 5}, "offset": 3, "rate": 1.0}, r"s.parent.buf"),
+                     ([], r"s: expected keys")]:
+    with pytest.raises(DamagedCheckpointError, match=where):
+      check_same_structure(fresh, bad, "s")
