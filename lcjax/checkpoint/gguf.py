@@ -147,6 +147,10 @@ def check_gguf_tensors(g: GGUFFile, cfg: ModelConfig) -> dict[str, str]:
   """
   by_hf = {_hf_name(n): n for n in g.tensors if _hf_name(n)}
   unknown = [n for n in g.tensors if not _hf_name(n)]
+  if "rope_freqs.weight" in unknown:
+    raise CheckpointError(f"{g.path}: tensor 'rope_freqs.weight' (Llama-3 RoPE frequency factors) is not supported "
+                          f"by the GGUF importer; ignoring it would run the model with the wrong RoPE. Convert the "
+                          f"HF checkpoint (rope_scaling llama3) instead")
   if unknown:
     raise CheckpointError(f"{g.path}: tensor {unknown[0]!r} is not part of a {SUPPORTED_ARCHITECTURES} model")
   found = {hf: (g.tensors[n][1], g.tensors[n][0]) for hf, n in by_hf.items()}
