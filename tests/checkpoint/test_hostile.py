@@ -80,7 +80,8 @@ def test_huge_block_count_at_offset_486_fails_before_building(bundled_copy):
   with patched(bundled_copy, 486, struct.pack("<I", 2**31)):
     _fails_fast(bundled_copy, r"num_layers = 2147483648 is outside the accepted range")
   with patched(bundled_copy, 486, struct.pack("<I", 1000)):  # within the limits, but the tensors are not there
-    _fails_fast(bundled_copy, r"tensor\(s\) the config needs are missing, e.g. 'model.layers.30.input_layernorm.weight'")
+    _fails_fast(bundled_copy, r"tensor\(s\) the config needs are missing, e.g. "
+                              r"'model.layers.30.input_layernorm.weight'")
   with patched(bundled_copy, 486, struct.pack("<I", 29)):  # fewer layers than the file holds
     _fails_fast(bundled_copy, r"not part of the model the config describes, e.g. 'blk.29")
 

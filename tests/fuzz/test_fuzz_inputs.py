@@ -2,9 +2,10 @@
 `ok` or an `lcjax.errors` exception, within a time bound, and never load mutated tensor metadata silently.
 
 Fixed seeds; `LCJAX_FUZZ_CASES` scales every target (default: the CI counts below, ~200 per target). Each case is
-timed (5 CPU seconds: wall time would fail on a contended machine) and its peak allocation traced (tracemalloc, numpy included; 2 GiB bound); the process's peak RSS
-growth per target is bounded too. The code under test is bounded by construction (every length checked against the
-bytes left, limits on every count), so no case needs a subprocess.
+timed (5 CPU seconds: wall time would fail on a contended machine) and its peak allocation traced (tracemalloc,
+numpy included; 2 GiB bound); the process's peak RSS growth per target is bounded too. The code under test is
+bounded by construction (every length checked against the bytes left, limits on every count), so no case needs a
+subprocess.
 """
 
 import hashlib
