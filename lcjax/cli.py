@@ -26,20 +26,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments, run = entry.value
     p = sub.add_parser(entry.name, help=entry.doc, description=entry.doc)
     add_arguments(p)
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     p.set_defaults(_run=run)
   return parser
 
 
 def main(argv: list[str] | None = None) -> int:
   """Entry point of the console script."""
-  from lcjax.errors import LcjaxError
+  from lcjax.boundary import run_guarded
 
   args = build_parser().parse_args(argv)
-  try:
-    return int(args._run(args) or 0)
-  except LcjaxError as e:
-    print(f"lcjax {args.command}: error: {e}", file=sys.stderr)
-    return 2
+  return run_guarded(f"lcjax {args.command}", lambda: args._run(args), debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,14 @@ Import undoes it: W_hf = W_gguf.reshape(n, H/2, 2, D).swapaxes(1, 2).reshape(n*H
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
-from lcjax.checkpoint.gguf_quants import dequantize
+from lcjax.checkpoint.gguf_quants import SUPPORTED_TYPES, dequantize
+from lcjax.checkpoint.gguf_reader import ReaderLimits, open_gguf
 from lcjax.checkpoint.hf_layout import hf_to_params
+from lcjax.checkpoint.validate import (ModelLimits, check_model_config, check_tensors, field_bool, field_float,
+                                       field_int, field_str, model_config)
 from lcjax.config import ModelConfig, RopeConfig
 from lcjax.errors import CheckpointError
 
@@ -40,87 +42,84 @@ class GGUFFile:
   path: str
   metadata: dict
   tensors: dict  # gguf name -> (type name, shape, raw np.ndarray)
+  types: dict = dataclasses.field(default_factory=dict)  # metadata key -> GGUF value type id
 
   def field(self, key: str, default=None):
     """A metadata value, or `default` when absent."""
     return self.metadata.get(key, default)
 
 
-def read_gguf(path: str) -> GGUFFile:
-  """Parses a GGUF file (memory-mapped; tensors are not dequantised yet).
+def read_gguf(path: str, limits=None) -> GGUFFile:
+  """Parses a GGUF file with lcjax's bounded reader (memory-mapped; tensors are not dequantised yet).
+
+  Every tensor's bytes are checked to be aligned, inside the data section and not overlapping another's.
 
   Raises:
     CheckpointError: missing, truncated or corrupt file.
   """
-  if not os.path.isfile(path):
-    raise CheckpointError(f"GGUF file not found: {path}")
-  import gguf  # imported lazily: a heavy module only GGUF import needs
-
-  try:
-    reader = gguf.GGUFReader(path)
-    metadata = {}
-    for key, fld in reader.fields.items():
-      try:
-        metadata[key] = fld.contents()
-      except Exception:  # noqa: BLE001 - fields gguf cannot decode are not needed
-        continue
-    tensors = {t.name: (t.tensor_type.name, tuple(int(x) for x in reversed(t.shape)), t.data)
-               for t in reader.tensors}
-    ends = {t.name: int(t.data_offset) + int(t.n_bytes) for t in reader.tensors}
-  except CheckpointError:
-    raise
-  except Exception as e:  # noqa: BLE001 - gguf raises ValueError/IndexError/struct errors on bad files
-    raise CheckpointError(f"{path}: not a readable GGUF file (truncated or corrupt): {type(e).__name__}: {e}") \
-        from None
-  size = os.path.getsize(path)
-  for name, end in ends.items():
-    if end > size:
-      raise CheckpointError(f"{path}: tensor {name!r} extends past the end of the file (truncated)")
-  return GGUFFile(path, metadata, tensors)
+  raw, data = open_gguf(path, limits or ReaderLimits())
+  infos = {t.name: t for t in raw.tensors}
+  tensors = {name: (type_name, infos[name].shape, view) for name, (type_name, view) in data.items()}
+  return GGUFFile(path, raw.metadata, tensors, raw.types)
 
 
 def _rope_from_gguf(g: GGUFFile, arch: str) -> RopeConfig:
-  theta = float(g.field(f"{arch}.rope.freq_base", 10000.0))
-  kind = g.field(f"{arch}.rope.scaling.type", "none")
-  factor = float(g.field(f"{arch}.rope.scaling.factor", 1.0) or 1.0)
-  original = int(g.field(f"{arch}.rope.scaling.original_context_length", 0) or 0)
+  where = g.path
+  theta = field_float(g.metadata, f"{arch}.rope.freq_base", where, 10000.0)
+  kind = field_str(g.metadata, f"{arch}.rope.scaling.type", where, "none")
+  factor = field_float(g.metadata, f"{arch}.rope.scaling.factor", where, 1.0)
+  original = field_int(g.metadata, f"{arch}.rope.scaling.original_context_length", where, 0, 1 << 30, 0)
   names = {"none": "none", "linear": "linear", "yarn": "yarn"}
   if kind not in names:
     raise CheckpointError(f"{g.path}: RoPE scaling type {kind!r} is not supported; supported: {sorted(names)}")
   return RopeConfig(theta=theta, scaling=names[kind], factor=factor, original_context=original)
 
 
-def config_from_gguf(g: GGUFFile) -> ModelConfig:
-  """Reads the model hyper-parameters from GGUF metadata.
+def config_from_gguf(g: GGUFFile, limits: ModelLimits | None = None) -> ModelConfig:
+  """Reads the model hyper-parameters from GGUF metadata, typed and within `limits` (nothing is built).
 
   Raises:
-    CheckpointError: an unsupported architecture or a missing key.
+    CheckpointError: an unsupported architecture, a missing key, or a value of the wrong type or out of bounds.
   """
   arch = g.field("general.architecture")
   if arch not in SUPPORTED_ARCHITECTURES:
     raise CheckpointError(f"{g.path}: architecture {arch!r} is not supported; supported: {SUPPORTED_ARCHITECTURES}")
-  try:
-    dim = int(g.metadata[f"{arch}.embedding_length"])
-    heads = int(g.metadata[f"{arch}.attention.head_count"])
-    kv_heads = int(g.field(f"{arch}.attention.head_count_kv", heads))
-    vocab = int(g.field(f"{arch}.vocab_size", len(g.field("tokenizer.ggml.tokens", []))))
-    eos = [int(g.metadata["tokenizer.ggml.eos_token_id"])]
-    tokens = g.field("tokenizer.ggml.tokens", [])
-    for stop in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "</s>"):
-      if stop in tokens and tokens.index(stop) not in eos:
-        eos.append(tokens.index(stop))
-    return ModelConfig(
-        vocab_size=vocab, dim=dim, num_layers=int(g.metadata[f"{arch}.block_count"]), num_heads=heads,
-        num_kv_heads=kv_heads, head_dim=int(g.field(f"{arch}.attention.key_length", dim // heads)),
-        mlp_dim=int(g.metadata[f"{arch}.feed_forward_length"]),
-        max_seq_len=int(g.metadata[f"{arch}.context_length"]),
-        norm_eps=float(g.field(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)),
-        rope=_rope_from_gguf(g, arch), tie_embeddings="output.weight" not in g.tensors,
-        attention_bias="blk.0.attn_q.bias" in g.tensors,
-        sliding_window=g.field(f"{arch}.attention.sliding_window"),
-        bos_token_id=int(g.field("tokenizer.ggml.bos_token_id", 1)), eos_token_ids=tuple(eos))
-  except KeyError as e:
-    raise CheckpointError(f"{g.path}: metadata key {e.args[0]!r} is missing") from None
+  m, where, big = g.metadata, g.path, 1 << 62
+  dim = field_int(m, f"{arch}.embedding_length", where, 1, big)
+  heads = field_int(m, f"{arch}.attention.head_count", where, 1, big)
+  kv_heads = field_int(m, f"{arch}.attention.head_count_kv", where, 1, big, heads)
+  tokens = m.get("tokenizer.ggml.tokens", [])
+  if not isinstance(tokens, list):
+    raise CheckpointError(f"{where}: 'tokenizer.ggml.tokens' must be an array of strings")
+  vocab = field_int(m, f"{arch}.vocab_size", where, 1, big, len(tokens))
+  if len(tokens) > vocab:
+    raise CheckpointError(f"{where}: the tokenizer has {len(tokens)} tokens, more than vocab_size {vocab} (ids past "
+                          f"the embedding would be read as garbage)")
+  if "tokenizer.ggml.eos_token_id" not in m:
+    raise CheckpointError(f"{where}: metadata key 'tokenizer.ggml.eos_token_id' is missing")
+  eos = [field_int(m, "tokenizer.ggml.eos_token_id", where, 0, big)]
+  index = {t: i for i, t in reversed(list(enumerate(tokens)))} if tokens else {}
+  for stop in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "</s>"):
+    if stop in index and index[stop] not in eos:
+      eos.append(index[stop])
+  if f"{arch}.attention.key_length" not in m and dim % heads:
+    raise CheckpointError(f"{where}: embedding_length {dim} is not a multiple of head_count {heads} and "
+                          f"attention.key_length is absent")
+  window = m.get(f"{arch}.attention.sliding_window")
+  cfg = model_config(
+      vocab_size=vocab, dim=dim, num_layers=field_int(m, f"{arch}.block_count", where, 1, big),
+      num_heads=heads, num_kv_heads=kv_heads,
+      head_dim=field_int(m, f"{arch}.attention.key_length", where, 1, big, dim // heads),
+      mlp_dim=field_int(m, f"{arch}.feed_forward_length", where, 1, big),
+      max_seq_len=field_int(m, f"{arch}.context_length", where, 1, big),
+      norm_eps=field_float(m, f"{arch}.attention.layer_norm_rms_epsilon", where, 1e-5),
+      rope=_rope_from_gguf(g, arch), tie_embeddings="output.weight" not in g.tensors,
+      attention_bias="blk.0.attn_q.bias" in g.tensors,
+      sliding_window=None if window is None else field_int(m, f"{arch}.attention.sliding_window", where, 1, big),
+      bos_token_id=field_int(m, "tokenizer.ggml.bos_token_id", where, 0, big, 1), eos_token_ids=tuple(eos),
+      where=where)
+  check_model_config(cfg, where, limits)
+  return cfg
 
 
 def unpermute_rows(w: np.ndarray, heads: int) -> np.ndarray:
@@ -132,11 +131,31 @@ def unpermute_rows(w: np.ndarray, heads: int) -> np.ndarray:
 def _hf_name(name: str) -> str | None:
   if name in _HF_NAMES:
     return _HF_NAMES[name]
-  if name.startswith("blk."):
-    _, idx, rest = name.split(".", 2)
+  parts = name.split(".", 2)
+  if len(parts) == 3 and parts[0] == "blk" and parts[1].isdigit():
+    _, idx, rest = parts
     if rest in _HF_LAYER_NAMES:
       return f"model.layers.{idx}.{_HF_LAYER_NAMES[rest]}"
   return None
+
+
+def check_gguf_tensors(g: GGUFFile, cfg: ModelConfig) -> dict[str, str]:
+  """Checks the file's tensors are exactly `cfg`'s (names, shapes, supported types) before any is read.
+
+  Returns:
+    {HF name: GGUF name}.
+  """
+  by_hf = {_hf_name(n): n for n in g.tensors if _hf_name(n)}
+  unknown = [n for n in g.tensors if not _hf_name(n)]
+  if "rope_freqs.weight" in unknown:
+    raise CheckpointError(f"{g.path}: tensor 'rope_freqs.weight' (Llama-3 RoPE frequency factors) is not supported "
+                          f"by the GGUF importer; ignoring it would run the model with the wrong RoPE. Convert the "
+                          f"HF checkpoint (rope_scaling llama3) instead")
+  if unknown:
+    raise CheckpointError(f"{g.path}: tensor {unknown[0]!r} is not part of a {SUPPORTED_ARCHITECTURES} model")
+  found = {hf: (g.tensors[n][1], g.tensors[n][0]) for hf, n in by_hf.items()}
+  check_tensors(cfg, found, SUPPORTED_TYPES, g.path, by_hf)
+  return by_hf
 
 
 def params_from_gguf(g: GGUFFile, cfg: ModelConfig) -> dict:
@@ -145,7 +164,7 @@ def params_from_gguf(g: GGUFFile, cfg: ModelConfig) -> dict:
   Raises:
     CheckpointError: unsupported tensor type, missing tensor, or a shape that does not fit `cfg`.
   """
-  by_hf = {_hf_name(n): n for n in g.tensors if _hf_name(n)}
+  by_hf = check_gguf_tensors(g, cfg)
 
   def get_tensor(hf: str) -> np.ndarray:
     name = by_hf[hf]
@@ -161,15 +180,35 @@ def params_from_gguf(g: GGUFFile, cfg: ModelConfig) -> dict:
 
 
 def tokenizer_data(g: GGUFFile) -> dict:
-  """The tokenizer fields of a GGUF file: model kind, tokens, token types, merges, special ids, chat template."""
-  if "tokenizer.ggml.tokens" not in g.metadata:
-    raise CheckpointError(f"{g.path}: no tokenizer in this GGUF file")
+  """The tokenizer fields of a GGUF file: model kind, tokens, token types, merges, special ids, chat template.
+
+  Raises:
+    CheckpointError: no tokenizer, or fields of the wrong type or length (names the field).
+  """
+  m, where = g.metadata, g.path
+  if "tokenizer.ggml.tokens" not in m:
+    raise CheckpointError(f"{where}: no tokenizer in this GGUF file")
+  tokens = _str_list(m, "tokenizer.ggml.tokens", where)
+  types = m.get("tokenizer.ggml.token_type", [])
+  if not isinstance(types, list) or not all(type(t) is int for t in types) or len(types) not in (0, len(tokens)):
+    raise CheckpointError(f"{where}: 'tokenizer.ggml.token_type' must be {len(tokens)} integers (one per token)")
+  merges = _str_list(m, "tokenizer.ggml.merges", where) if "tokenizer.ggml.merges" in m else []
+  bad = next((x for x in merges if len(x.split(" ")) != 2), None)
+  if bad is not None:
+    raise CheckpointError(f"{where}: BPE merge {bad[:60]!r} is not two tokens separated by one space")
+  n = len(tokens)
   return {
-      "model": g.field("tokenizer.ggml.model"), "pre": g.field("tokenizer.ggml.pre"),
-      "tokens": list(g.metadata["tokenizer.ggml.tokens"]),
-      "token_types": list(g.field("tokenizer.ggml.token_type", [])),
-      "merges": list(g.field("tokenizer.ggml.merges", [])),
-      "bos_token_id": g.field("tokenizer.ggml.bos_token_id"), "eos_token_id": g.field("tokenizer.ggml.eos_token_id"),
-      "add_bos_token": bool(g.field("tokenizer.ggml.add_bos_token", False)),
-      "chat_template": g.field("tokenizer.chat_template"),
+      "model": field_str(m, "tokenizer.ggml.model", where), "pre": field_str(m, "tokenizer.ggml.pre", where),
+      "tokens": tokens, "token_types": list(types), "merges": merges,
+      "bos_token_id": field_int(m, "tokenizer.ggml.bos_token_id", where, 0, n - 1, None),
+      "eos_token_id": field_int(m, "tokenizer.ggml.eos_token_id", where, 0, n - 1, None),
+      "add_bos_token": field_bool(m, "tokenizer.ggml.add_bos_token", where, False),
+      "chat_template": field_str(m, "tokenizer.chat_template", where),
   }
+
+
+def _str_list(m: dict, key: str, where: str) -> list[str]:
+  values = m.get(key)
+  if not isinstance(values, list) or not values or not all(isinstance(x, str) for x in values):
+    raise CheckpointError(f"{where}: {key!r} must be a non-empty array of strings")
+  return values

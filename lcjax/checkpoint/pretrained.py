@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 
 from lcjax.config import ModelConfig
 from lcjax.data.tokenizer import Tokenizer
-from lcjax.errors import CheckpointError
+from lcjax.errors import CheckpointError, ConfigError
 
 
 @dataclasses.dataclass
@@ -62,6 +63,8 @@ def load_pretrained(name_or_path: str = "smollm2-135m", *, rope_overrides: dict 
 
     rope = from_dict(RopeConfig, {**to_dict(cfg.rope), **rope_overrides}, "rope.")
     ROPE_SCALINGS.get(rope.scaling)  # an unknown name fails here, listing the known ones
+    if not (math.isfinite(rope.factor) and rope.factor > 0):
+      raise ConfigError(f"RoPE factor must be finite and > 0, got {rope.factor}")
     overrides["rope"] = rope
   cfg = cfg.replace(**overrides)
   graphdef, state = state_from_params(cfg, params, path)
@@ -69,17 +72,39 @@ def load_pretrained(name_or_path: str = "smollm2-135m", *, rope_overrides: dict 
 
 
 def _hf_dir_tokenizer(directory: str, cfg: ModelConfig) -> Tokenizer | None:
+  """The directory's tokenizer.json (+ chat template from tokenizer_config.json), or None without tokenizer.json.
+
+  Raises:
+    CheckpointError: a tokenizer file that is huge, not UTF-8, not valid JSON or not a tokenizer.
+  """
+  from lcjax.checkpoint.safetensors_io import read_json_file
+
   tok_path = os.path.join(directory, "tokenizer.json")
   if not os.path.isfile(tok_path):
     return None
   from tokenizers import Tokenizer as Backend
 
+  read_json_file(tok_path, "tokenizer", max_bytes=1 << 28)  # size, encoding and JSON checked before tokenizers
+  try:
+    backend = Backend.from_file(tok_path)
+  except Exception as e:  # noqa: BLE001 - tokenizers raises plain Exception for malformed files
+    raise CheckpointError(f"{tok_path}: not a valid tokenizer ({str(e)[:200]})") from None
   template = None
   tc_path = os.path.join(directory, "tokenizer_config.json")
   if os.path.isfile(tc_path):
-    with open(tc_path) as f:
-      template = json.load(f).get("chat_template")
-  return Tokenizer(Backend.from_file(tok_path), cfg.bos_token_id, cfg.eos_token_ids, template)
+    tc = read_json_file(tc_path, "tokenizer config")
+    if not isinstance(tc, dict):
+      raise CheckpointError(f"{tc_path}: must hold a JSON object, got {type(tc).__name__}")
+    template = tc.get("chat_template")
+    if isinstance(template, list):  # HF's named templates: [{"name": "default", "template": ...}, ...]
+      named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+      template = named.get("default")
+    if template is not None and not isinstance(template, str):
+      raise CheckpointError(f"{tc_path}: chat_template must be a string, got {type(template).__name__}")
+  vocab = backend.get_vocab_size(with_added_tokens=True)
+  if vocab > cfg.vocab_size:
+    raise CheckpointError(f"{tok_path}: {vocab} tokens, more than the model's vocab_size {cfg.vocab_size}")
+  return Tokenizer(backend, cfg.bos_token_id, cfg.eos_token_ids, template)
 
 
 def save_pretrained_hf(directory: str, pretrained: Pretrained) -> None:

@@ -50,6 +50,7 @@ def _add(p: argparse.ArgumentParser) -> None:
   p.add_argument("--max-new-tokens", type=int, default=None, help="cap on the tasks' generation budgets")
   p.add_argument("--option", action="append", default=[], help="task option key=value (repeatable)")
   p.add_argument("--list", action="store_true", help="list the registered tasks and exit")
+  p.add_argument("--strict", action="store_true", help="stop at the first record that fails instead of counting it")
   p.add_argument("--no-plots", action="store_true")
   p.add_argument("--taxonomy", default=None, help="write the diffusion x scope plot of every task to this PNG and exit")
 
@@ -58,7 +59,13 @@ def _kv_budget(options: dict, budget: str | None) -> dict:
   """Adds --kv-budget to the KV backends' options ("all", a fraction or a token count)."""
   if budget is None:
     return options
-  value = budget if budget == "all" else (float(budget) if "." in budget else int(budget))
+  try:
+    value = budget if budget == "all" else (float(budget) if "." in budget else int(budget))
+  except ValueError:
+    raise ConfigError(f"bad --kv-budget {budget!r}; accepted: all, a fraction (0.25) or a token count (512)") \
+        from None
+  if value != "all" and not (0 < value < float("inf")):
+    raise ConfigError(f"--kv-budget must be positive, got {budget!r}")
   return {**options, "kv_options": {**options.get("kv_options", {}), "budget": value}}
 
 
@@ -91,6 +98,22 @@ def _list() -> int:
   return 0
 
 
+def report_outcomes(console, result: dict, out_dir: str) -> None:
+  """Prints skipped lines and the scored / failed / skipped counts; DataError when nothing could be scored."""
+  from lcjax.errors import DataError
+
+  for problem in result["problems"]:
+    console.print(f"skipped: {problem[2]}", markup=False)
+  counts = result["counts"]
+  console.print(f"records: {counts['scored']} scored, {counts['failed']} failed, {counts['skipped']} skipped "
+                f"(details in {os.path.join(out_dir, 'summary.json')})", markup=False)
+  for kind, reason in counts["reasons"].items():
+    console.print(f"failed ({kind}), e.g.: {reason}", markup=False)
+  if not counts["scored"]:
+    raise DataError(f"no example could be scored ({counts['failed']} failed, {counts['skipped']} skipped)"
+                    + (f"; first failure: {next(iter(counts['reasons'].values()))}" if counts["reasons"] else ""))
+
+
 def _run(args) -> int:
   from rich.console import Console
   from rich.table import Table
@@ -110,11 +133,10 @@ def _run(args) -> int:
                    kv=[k for k in args.kv.split(",") if k], lengths=[parse_length(x) for x in args.lengths.split(",")],
                    depths=parse_depths(args.depths), num_samples=args.samples, seed=args.seed, out_dir=args.out,
                    data_dir=args.data_dir, options=_kv_budget(_options(args.option), args.kv_budget),
-                   max_new_tokens=args.max_new_tokens)
+                   max_new_tokens=args.max_new_tokens, strict=args.strict)
   result = run(cfg)
   console = Console()
-  for problem in result["problems"]:
-    console.print(f"[yellow]skipped[/yellow] {problem[2]}")
+  report_outcomes(console, result, cfg.out_dir)
   table = Table(title=f"{cfg.model}: official scores")
   for col in ("task", "kv", "length", "depth", "score", "n"):
     table.add_column(col)

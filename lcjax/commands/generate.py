@@ -21,7 +21,10 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 def load_from_args(args):
   """Loads the model named by the shared flags."""
   from lcjax.checkpoint import load_pretrained
+  from lcjax.errors import ConfigError
 
+  if not args.rope_scaling and args.rope_factor != 1.0:
+    raise ConfigError(f"--rope-factor {args.rope_factor} needs --rope-scaling (linear, ntk, yarn, llama3, abf)")
   rope = {"scaling": args.rope_scaling, "factor": args.rope_factor} if args.rope_scaling else None
   return load_pretrained(args.model, rope_overrides=rope, attention_impl=args.attention_impl, dtype=args.dtype)
 
@@ -40,8 +43,14 @@ def _add(p: argparse.ArgumentParser) -> None:
 def _run(args) -> int:
   from lcjax.inference import Generator, SamplingConfig
 
+  check_generate_args(args)
   pretrained = load_from_args(args)
   tok = pretrained.tokenizer
+  if tok is None:
+    from lcjax.errors import CheckpointError
+
+    raise CheckpointError(f"{pretrained.source}: the model has no tokenizer; `lcjax generate` needs one to encode "
+                          f"the prompt")
   text = args.prompt if args.raw else tok.apply_chat_template([{"role": "user", "content": args.prompt}])
   gen = Generator(pretrained.cfg, pretrained.graphdef)
   result = gen.generate(pretrained.state, [tok.encode(text)], max_new_tokens=args.max_new_tokens,
@@ -49,6 +58,25 @@ def _run(args) -> int:
                         rng=jax.random.PRNGKey(args.seed))
   print(tok.decode(result.tokens[0]))
   return 0
+
+
+def check_generate_args(args) -> None:
+  """Refuses values argparse lets through: non-UTF-8 prompt bytes, NaN/inf sampling values, seeds past int64."""
+  import math
+
+  from lcjax.errors import ConfigError
+
+  try:
+    args.prompt.encode("utf-8")
+  except UnicodeEncodeError as e:
+    raise ConfigError(f"the prompt is not valid UTF-8 (byte {e.start}); pass UTF-8 text") from None
+  for name in ("temperature", "top_p", "rope_factor"):
+    if not math.isfinite(getattr(args, name)):
+      raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {getattr(args, name)}")
+  if not 0 <= args.seed < 2**63:
+    raise ConfigError(f"--seed must be in [0, 2**63), got {args.seed}")
+  if args.max_new_tokens < 1:
+    raise ConfigError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
 
 
 COMMANDS.register("generate", (_add, _run), doc="generate text with a pretrained model")

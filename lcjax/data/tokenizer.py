@@ -39,6 +39,18 @@ def _pre_tokenizer(name: str | None, where: str):
   return byte_level
 
 
+def _check_text(text) -> None:
+  """ConfigError for a value that is not encodable text (not a str, or a str with lone surrogates)."""
+  from lcjax.errors import ConfigError
+
+  if not isinstance(text, str):
+    raise ConfigError(f"text to encode must be a str, got {type(text).__name__}")
+  try:
+    text.encode("utf-8")
+  except UnicodeEncodeError as e:
+    raise ConfigError(f"text to encode is not valid Unicode (lone surrogate at index {e.start})") from None
+
+
 class Tokenizer:
   """Text <-> token ids for a byte-level BPE model.
 
@@ -71,7 +83,10 @@ class Tokenizer:
                             f"BPE ('gpt2')")
     vocab = {tok: i for i, tok in enumerate(data["tokens"])}
     merges = [tuple(m.split(" ", 1)) for m in data["merges"]]
-    backend = Backend(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
+    try:
+      backend = Backend(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
+    except Exception as e:  # noqa: BLE001 - tokenizers raises plain Exception for merges of unknown tokens
+      raise CheckpointError(f"{where}: malformed BPE vocabulary/merges ({str(e)[:200]})") from None
     backend.pre_tokenizer = _pre_tokenizer(pre_tokenizer or data.get("pre"), where)
     backend.decoder = decoders.ByteLevel()
     control = [AddedToken(tok, special=True, normalized=False)
@@ -87,6 +102,7 @@ class Tokenizer:
 
   def encode(self, text: str, add_bos: bool | None = None) -> list[int]:
     """Token ids of `text`; control tokens written in the text are kept whole."""
+    _check_text(text)
     ids = self.backend.encode(text, add_special_tokens=False).ids
     if (self.add_bos if add_bos is None else add_bos) and self.bos_id is not None:
       ids = [self.bos_id] + ids
@@ -94,6 +110,8 @@ class Tokenizer:
 
   def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
     """`encode` over many texts (in parallel threads)."""
+    for text in texts:
+      _check_text(text)
     return [e.ids for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
 
   def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
@@ -112,12 +130,6 @@ class Tokenizer:
     """
     if not self.chat_template:
       raise CheckpointError("this model has no chat template; pass raw text instead")
-    import jinja2.sandbox
+    from lcjax.data.chat_template import render_chat_template
 
-    def raise_exception(message):
-      raise ValueError(message)
-
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    env.globals["raise_exception"] = raise_exception
-    return env.from_string(self.chat_template).render(messages=list(messages),
-                                                      add_generation_prompt=add_generation_prompt)
+    return render_chat_template(self.chat_template, messages, add_generation_prompt, name="the model's chat template")

@@ -25,8 +25,8 @@ class SamplingConfig:
   top_p: float = 1.0
 
   def __post_init__(self):
-    if self.temperature < 0:
-      raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
+    if not self.temperature >= 0 or self.temperature == float("inf"):  # NaN fails >= too
+      raise ConfigError(f"temperature must be finite and >= 0, got {self.temperature}")
     if self.top_k < 0:
       raise ConfigError(f"top_k must be >= 0, got {self.top_k}")
     if not 0.0 < self.top_p <= 1.0:
@@ -35,6 +35,8 @@ class SamplingConfig:
 
 def filter_logits(logits: jax.Array, top_k: int, top_p: float) -> jax.Array:
   """Masks logits [B, V] outside the top-k and the top-p nucleus with -inf."""
+  if top_k > logits.shape[-1]:
+    raise ConfigError(f"top_k={top_k} exceeds the vocabulary size {logits.shape[-1]}; accepted: 0..{logits.shape[-1]}")
   if top_k:
     kth = jax.lax.top_k(logits, top_k)[0][:, -1:]
     logits = jnp.where(logits < kth, -jnp.inf, logits)

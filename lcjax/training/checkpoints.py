@@ -8,6 +8,7 @@ step is restored. A checkpoint of another model shape raises `CheckpointError` n
 
 from __future__ import annotations
 
+import logging
 import os
 
 import jax
@@ -15,6 +16,12 @@ import jax
 from lcjax.checkpoint.orbax_io import check_saved_shapes
 from lcjax.errors import CheckpointError
 from lcjax.training.config import CheckpointConfig
+
+log = logging.getLogger(__name__)
+
+
+class DamagedCheckpointError(CheckpointError):
+  """One step's checkpoint cannot be read (files missing, truncated or corrupt); older steps may still be intact."""
 
 
 class Checkpointer:
@@ -58,7 +65,8 @@ class Checkpointer:
       with ocp.StandardCheckpointer() as reader:
         saved = reader.metadata(os.path.join(where, "state"))
     except Exception as e:  # noqa: BLE001
-      raise CheckpointError(f"{where}: cannot read the checkpoint's metadata ({type(e).__name__}: {e})") from None
+      raise DamagedCheckpointError(f"{where}: cannot read the checkpoint's metadata ({type(e).__name__}: "
+                                   f"{str(e)[:300]})") from None
     check_saved_shapes(getattr(saved, "item_metadata", saved), abstract_state, where)
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
                           abstract_state)
@@ -67,8 +75,51 @@ class Checkpointer:
                                                                data=ocp.args.JsonRestore(),
                                                                meta=ocp.args.JsonRestore()))
     except Exception as e:  # noqa: BLE001 - orbax raises many types for damaged checkpoints
-      raise CheckpointError(f"{where}: cannot restore ({type(e).__name__}: {str(e)[:300]})") from None
+      raise DamagedCheckpointError(f"{where}: cannot restore ({type(e).__name__}: {str(e)[:300]})") from None
     return out["state"], out["data"], out["meta"]
+
+  def restore_latest(self, abstract_state, check_data=None) -> tuple[int | None, object, dict | None]:
+    """Restores the newest intact step, skipping (and reporting) damaged newer ones.
+
+    Args:
+      abstract_state: as for `restore`.  check_data: (step, data_state) -> None, raising CheckpointError for a data
+        state that cannot resume (then the step counts as damaged).
+    Returns:
+      (step, state, data_state), or (None, abstract_state, None) when there is no checkpoint.
+    Raises:
+      CheckpointError: every checkpoint is damaged (each is named), or one was saved by a model of another shape.
+    """
+    steps = sorted(self.manager.all_steps(), reverse=True)
+    damaged = []
+    for step in steps:
+      try:
+        state, data, _ = self.restore(step, abstract_state)
+        if check_data is not None:
+          check_data(step, data)
+      except DamagedCheckpointError as e:
+        damaged.append(str(e))
+        log.warning("skipping damaged checkpoint: %s", e)
+        self._set_aside(step)
+        continue
+      if damaged:
+        log.warning("resumed from step %d, the newest intact checkpoint in %s", step, self.directory)
+      return step, state, data
+    if damaged:
+      raise CheckpointError(f"{self.directory}: no intact checkpoint to resume from: " + " | ".join(damaged))
+    return None, abstract_state, None
+
+  def _set_aside(self, step: int) -> None:
+    """Renames a damaged step's directory to `<step>.damaged` (kept for inspection; orbax ignores it), so the
+    resumed run can save that step again."""
+    src = os.path.join(self.directory, str(step))
+    dst, n = f"{src}.damaged", 1
+    while os.path.exists(dst):
+      dst, n = f"{src}.damaged-{n}", n + 1
+    try:
+      os.rename(src, dst)
+    except OSError as e:
+      raise CheckpointError(f"{src}: damaged and cannot be moved aside ({e})") from None
+    self.manager.reload()
 
   def wait(self) -> None:
     """Blocks until pending async saves are committed."""
@@ -78,3 +129,19 @@ class Checkpointer:
     """Waits for pending saves and releases the manager."""
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def check_same_structure(reference, value, where: str, path: str = "") -> None:
+  """Raises DamagedCheckpointError unless `value` has `reference`'s keys, lists and leaf types (a JSON
+  iterator state checked against a fresh iterator's, so a damaged one never reaches `set_state`)."""
+  if isinstance(reference, dict):
+    if not isinstance(value, dict) or set(value) != set(reference):
+      raise DamagedCheckpointError(f"{where}{path}: expected keys {sorted(reference)}, got {str(value)[:100]!r}")
+    for k in reference:
+      check_same_structure(reference[k], value[k], where, f"{path}.{k}")
+  elif isinstance(reference, (list, tuple)):  # lengths may change as the iterator advances (buffers)
+    if not isinstance(value, (list, tuple)):
+      raise DamagedCheckpointError(f"{where}{path}: expected a list, got {str(value)[:100]!r}")
+  elif reference is not None and type(value) is not type(reference):
+    if not (isinstance(reference, float) and type(value) is int):
+      raise DamagedCheckpointError(f"{where}{path}: expected {type(reference).__name__}, got {str(value)[:100]!r}")

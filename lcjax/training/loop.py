@@ -23,6 +23,7 @@ from flax import nnx
 
 from lcjax.config import ModelConfig, from_dict, to_dict
 from lcjax.data.pipeline import build_pipeline
+from lcjax.errors import CheckpointError
 from lcjax.models.build import abstract_model, init_model
 from lcjax.sharding import axes
 from lcjax.sharding.mesh import mesh_and_rules
@@ -71,7 +72,11 @@ def _build_stage(cfg: TrainConfig, index: int, data_state) -> _Stage:
   model_cfg, data_cfg = stage_configs(cfg, index)
   iterator = iter(build_pipeline(data_cfg))
   if data_state is not None:
-    iterator.set_state(data_state)
+    try:
+      iterator.set_state(data_state)
+    except (TypeError, KeyError, ValueError, IndexError, AttributeError) as e:
+      raise CheckpointError(f"stage {index}: saved data iterator state cannot be restored "
+                            f"({type(e).__name__}: {str(e)[:200]})") from None
   return _Stage(index, model_cfg, data_cfg, None, iterator)
 
 
@@ -95,6 +100,18 @@ def init_state(cfg: TrainConfig, mesh, rules, optimizer):
   return state, shardings, graphdef
 
 
+def check_data_state(cfg: TrainConfig, step: int, saved: dict) -> None:
+  """Raises DamagedCheckpointError unless `saved` ({"stage", "iterator"}) can resume step `step`: the stage is an
+  int and, for the step's own stage, the iterator state has the structure and types of a fresh iterator's."""
+  from lcjax.training.checkpoints import DamagedCheckpointError, check_same_structure
+
+  if not isinstance(saved, dict) or isinstance(saved.get("stage"), bool) or not isinstance(saved.get("stage"), int):
+    raise DamagedCheckpointError(f"step {step}: data state {str(saved)[:100]!r} lacks an integer 'stage'")
+  if saved["stage"] == stage_index(cfg, step):
+    fresh = _build_stage(cfg, saved["stage"], None).iterator.get_state()
+    check_same_structure(fresh, saved.get("iterator"), f"step {step}: iterator state")
+
+
 def train(cfg: TrainConfig, workdir: str) -> dict:
   """Runs (or resumes) training; returns {"step", "loss", "accuracy", "resumed_from"} of the last step."""
   os.makedirs(workdir, exist_ok=True)
@@ -103,11 +120,14 @@ def train(cfg: TrainConfig, workdir: str) -> dict:
   optimizer, schedule = make_optimizer(cfg.optimizer, cfg.steps)
   state, shardings, graphdef = init_state(cfg, mesh, rules, optimizer)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), cfg.checkpoint)
-  start, data_state, resumed = 0, None, ckpt.latest_step()
-  if resumed is not None:
-    state, saved_data, _ = ckpt.restore(resumed, state)
-    start = resumed
-    data_state = saved_data["iterator"] if saved_data["stage"] == stage_index(cfg, start) else None
+  try:
+    resumed, state, saved_data = ckpt.restore_latest(state, lambda step, data: check_data_state(cfg, step, data))
+  except BaseException:
+    ckpt.close()  # an open manager's async threads print "Event loop is closed" over the real error at exit
+    raise
+  start, data_state = resumed or 0, None
+  if resumed is not None and saved_data["stage"] == stage_index(cfg, start):
+    data_state = saved_data["iterator"]
   log, tb = JsonlLog(os.path.join(workdir, "metrics.jsonl")), TensorBoardWriter(os.path.join(workdir, "tensorboard"))
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
   peak = cfg.peak_flops or _measured_peak()

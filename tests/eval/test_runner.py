@@ -44,7 +44,8 @@ def test_niah_end_to_end_with_resume(smollm2, tmp_path):
   CALLS.update(n=0, stop_after=None)
   out = run(cfg, pretrained=smollm2, progress=False)
   assert CALLS["n"] == 1  # only the missing depth was generated
-  assert out["problems"] and out["problems"][0][1] == 2  # the truncated line, reported with its number
+  assert out["problems"] and "removed a partial last line" in out["problems"][0][2]  # repaired once
+  assert open(path).read().endswith("}\n")
   records = [json.loads(line) for line in open(path) if line.strip().endswith("}")]
   assert sorted(r["depth"] for r in records) == [0.0, 100.0]
   for r in records:
@@ -55,8 +56,9 @@ def test_niah_end_to_end_with_resume(smollm2, tmp_path):
   curve = plots.score_vs_length(out["summary"], "niah", str(tmp_path / "curve.png"))
   assert os.path.getsize(heat) > 1000 and os.path.getsize(curve) > 1000
   CALLS.update(n=0)
-  run(cfg, pretrained=smollm2, progress=False)
-  assert CALLS["n"] == 0  # everything done: a rerun generates nothing
+  again = run(cfg, pretrained=smollm2, progress=False)
+  assert CALLS["n"] == 0 and not again["problems"]  # everything done; the repaired line is not reported again
+  assert again["counts"] == {"scored": 2, "failed": 0, "skipped": 0, "reasons": {}}
 
 
 def test_cli_validation_and_listing(tmp_path, capsys):

@@ -87,14 +87,38 @@ def test_interrupted_save_is_ignored_and_damaged_checkpoint_raises(reference, tm
   # A save killed before its commit leaves only orbax's temporary directory: it must not be picked up.
   shutil.copytree(ckdir / str(latest), ckdir / f"{latest + 4}.orbax-checkpoint-tmp-1234")
   assert Checkpointer(str(ckdir)).latest_step() == latest
-  # A committed step whose array files are damaged fails loudly instead of restoring wrong values.
-  for root, _, files in os.walk(ckdir / str(latest) / "state"):
+  # A committed step whose array files are damaged is reported and skipped: the newest intact one is restored
+  # and the run ends exactly like the uninterrupted one. Only when none is intact does it stop, naming each.
+  _damage_arrays(ckdir / str(latest))
+  assert train(_cfg(), str(tmp_path))["resumed_from"] == latest - 4
+  assert _losses(tmp_path)[12] == _losses(reference)[12] and os.path.isdir(ckdir / f"{latest}.damaged")
+  for step in Checkpointer(str(ckdir)).manager.all_steps():
+    _damage_arrays(ckdir / str(step))
+  with pytest.raises(CheckpointError, match="no intact checkpoint to resume from.*cannot restore"):
+    train(_cfg(), str(tmp_path))
+
+
+def _damage_arrays(step_dir):
+  for root, _, files in os.walk(step_dir / "state"):
     for f in files:
       if not f.startswith("_") and "manifest" not in f:
         with open(os.path.join(root, f), "wb") as fh:
           fh.write(b"garbage")
-  with pytest.raises(CheckpointError, match="cannot restore"):
-    train(_cfg(), str(tmp_path))
+
+
+def test_resume_skips_empty_later_step_and_bad_iterator_state(reference, tmp_path):
+  """Issue 25: an empty directory named after a later step, or iterator state of the wrong types, is skipped."""
+  import json
+
+  ckdir = tmp_path / "checkpoints"
+  shutil.copytree(os.path.join(reference, "checkpoints"), ckdir)
+  latest = Checkpointer(str(ckdir)).latest_step()
+  os.makedirs(ckdir / str(latest + 100))
+  data_file = next(p for p in (ckdir / str(latest)).rglob("*") if p.is_file() and p.parent.name == "data")
+  saved = json.loads(data_file.read_text())
+  data_file.write_text(json.dumps({**saved, "iterator": "not a state"}))
+  assert train(_cfg(), str(tmp_path))["resumed_from"] == latest - 4
+  assert _losses(tmp_path)[12] == _losses(reference)[12]
 
 
 def test_grad_accumulation_and_remat_equal_plain_step():
@@ -168,3 +192,16 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path):
   want, got = _losses(ref), _losses(run)  # the resumed run re-logs from its checkpoint; the last value wins
   assert sorted(got) == sorted(want) == list(range(1, 301))
   assert got == want
+
+
+def test_iterator_state_structure_check():
+  from lcjax.training.checkpoints import DamagedCheckpointError, check_same_structure
+
+  fresh = {"parent": {"next_index": 0, "buf": [1, 2]}, "offset": -1, "rate": 0.5}
+  check_same_structure(fresh, {"parent": {"next_index": 7, "buf": []}, "offset": 3, "rate": 1}, "s")
+  for bad, where in [({"parent": {"next_index": "7", "buf": []}, "offset": 3, "rate": 1.0}, r"s.parent.next_index"),
+                     ({"parent": {"buf": []}, "offset": 3, "rate": 1.0}, r"s.parent: expected keys"),
+                     ({"parent": {"next_index": 1, "buf": 5}, "offset": 3, "rate": 1.0}, r"s.parent.buf"),
+                     ([], r"s: expected keys")]:
+    with pytest.raises(DamagedCheckpointError, match=where):
+      check_same_structure(fresh, bad, "s")

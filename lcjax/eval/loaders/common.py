@@ -39,16 +39,17 @@ def read_jsonl(path: str, problems: list | None = None) -> list[dict]:
   if not os.path.isfile(path):
     raise DataError(f"data file not found: {path}")
   rows = []
-  with open(path, encoding="utf-8") as f:
-    for number, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
+  with open(path, "rb") as f:  # decoded per line: one bad byte costs its line, not the file
+    for number, raw in enumerate(f, start=1):
       try:
+        line = raw.decode("utf-8")
+        if not line.strip():
+          continue
         row = json.loads(line)
         if not isinstance(row, dict):
           raise ValueError(f"expected a JSON object, got {type(row).__name__}")
-      except ValueError as e:
-        message = f"{path}:{number}: malformed JSON line ({e})"
+      except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        message = f"{path}:{number}: malformed JSON line ({str(e)[:200]})"
         if problems is None:
           raise DataError(message) from None
         problems.append((path, number, message))
