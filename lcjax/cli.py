@@ -3,6 +3,9 @@
   lcjax generate "prompt"    generate with the bundled SmolLM2-135M-Instruct (or --model PATH)
   lcjax info                 model, devices and available implementations
   lcjax demo                 the showcase: a long document question answered on the bundled model
+  lcjax train / run          an experiment config with the launcher's flags (--config x.py:arg --workdir DIR)
+  lcjax bench NAME           a benchmark script of benchmarks/ (`lcjax bench --list`)
+  `lcjax --help` lists every command.
 """
 
 from __future__ import annotations
@@ -34,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
   """Entry point of the console script."""
   from lcjax.errors import LcjaxError
 
-  args = build_parser().parse_args(argv)
+  parser = build_parser()
+  args, extra = parser.parse_known_args(argv)
+  if extra and not getattr(args, "_passthrough", False):
+    parser.error(f"unrecognized arguments: {' '.join(extra)}")
+  args.extra = extra  # commands that forward flags (train, run) read them here
   try:
     return int(args._run(args) or 0)
   except LcjaxError as e:
