@@ -34,6 +34,8 @@ def stop_token_ids(tokenizer, stop_strings: Sequence[str]) -> tuple[int, ...]:
   """
   if any(not s for s in stop_strings):
     raise ConfigError(f"stop strings must be non-empty, got {list(stop_strings)!r}")
+  if not stop_strings:
+    return ()
   return tuple(i for i, text in enumerate(_vocab_texts(tokenizer)) if any(s in text for s in stop_strings))
 
 
