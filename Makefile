@@ -8,7 +8,7 @@ PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: demo test peers venv bench clean
+.PHONY: demo test peers venv bench clean launch-env
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PYTHON) || $(PY312) -m venv $(VENV)
@@ -34,6 +34,24 @@ $(PEERS)/.installed: Makefile
 
 peers: $(PEERS)/.installed
 
+# XManager (`lcjax[launch]`) in its own interpreter: its resolver run does not finish here and it pins protobuf<7
+# (the main venv has 7), so it is installed without dependency resolution, with the modules its local executor
+# imports, and sees the main venv's packages (jax, lcjax's dependencies) through a .pth file. Not part of `make test`;
+# `LCJAX_XM_PYTHON=$(LAUNCH)/bin/python` runs tests/launch/test_xm.py with it.
+LAUNCH := .venv-launch
+XM_DEPS := "alembic>=1.13,<2" "sqlalchemy>=2,<3" async_generator immutabledict termcolor humanize tabulate sqlparse \
+	python-dotenv psutil "etils[epath]" attrs absl-py pyyaml docker requests "protobuf>=6,<7" GitPython google-auth \
+	google-api-python-client google-cloud-storage cloud-sql-python-connector
+$(LAUNCH)/.installed: Makefile $(VENV)/.installed
+	test -x $(LAUNCH)/bin/python || $(PY312) -m venv $(LAUNCH)
+	$(LAUNCH)/bin/pip install -q --no-deps xmanager==0.8.5.post1
+	$(LAUNCH)/bin/pip install -q $(XM_DEPS)
+	$(LAUNCH)/bin/python -c "import site, sys; open(site.getsitepackages()[0] + '/zz_lcjax_venv.pth', 'w').write(sys.argv[1])" \
+	  "$$($(PYTHON) -c 'import site; print(site.getsitepackages()[0])')"
+	touch $@
+
+launch-env: $(LAUNCH)/.installed
+
 demo: venv
 	$(VENV)/bin/lcjax demo
 
@@ -44,4 +62,4 @@ bench: venv peers
 	$(PYTHON) benchmarks/generate.py
 
 clean:
-	rm -rf $(VENV) $(PEERS) .pytest_cache
+	rm -rf $(VENV) $(PEERS) $(LAUNCH) .pytest_cache

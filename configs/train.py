@@ -2,9 +2,11 @@
 
 import os
 
+from lcjax.assets import data_dir
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAYSTACK = os.path.join(REPO, "lcjax", "assets", "haystack")
-SHARED_DATA = os.environ.get("LCJAX_DATA_DIR", "/work/shared/data")
+SHARED_DATA = data_dir()  # $LCJAX_DATA_DIR (full official data) or the subsets bundled in lcjax/assets/data
 
 
 def synthetic_source(length: int, vocab_size: int, num_pairs: int = 8, num_queries: int | None = None,

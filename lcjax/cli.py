@@ -3,6 +3,9 @@
   lcjax generate "prompt"    generate with the bundled SmolLM2-135M-Instruct (or --model PATH)
   lcjax info                 model, devices and available implementations
   lcjax demo                 the showcase: a long document question answered on the bundled model
+  lcjax train / run          an experiment config with the launcher's flags (--config x.py:arg --workdir DIR)
+  lcjax bench NAME           a benchmark script of benchmarks/ (`lcjax bench --list`)
+  `lcjax --help` lists every command.
 """
 
 from __future__ import annotations
@@ -35,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
   """Entry point of the console script."""
   from lcjax.boundary import run_guarded
 
-  args = build_parser().parse_args(argv)
+  parser = build_parser()
+  args, extra = parser.parse_known_args(argv)
+  if extra and not getattr(args, "_passthrough", False):
+    parser.error(f"unrecognized arguments: {' '.join(extra)}")
+  args.extra = extra  # commands that forward flags (train, run) read them here
   return run_guarded(f"lcjax {args.command}", lambda: args._run(args), debug=args.debug)
 
 

@@ -38,6 +38,9 @@ def test_demo_finds_the_fact():
   proc = _lcjax("demo", "--context", "1500")
   assert proc.returncode == 0, proc.stderr
   assert "cinnamon" in proc.stdout.lower() and "tok/s" in proc.stdout and "peak memory" in proc.stdout
+  # the printed answer ends at the answer (EOS / first blank line), printed once: no continuation after it
+  answer = proc.stdout.split("\nanswer", 1)[1].split("\nprefill", 1)[0]
+  assert " ".join(answer.split()).endswith("cinnamon.") and proc.stdout.lower().count("cinnamon") == 1, proc.stdout
 
 
 def test_prompt_past_context_is_a_clear_error(capsys):

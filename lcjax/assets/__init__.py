@@ -5,6 +5,14 @@ from __future__ import annotations
 import os
 
 ASSETS_DIR = os.path.dirname(__file__)
+BUNDLED_DATA_DIR = os.path.join(ASSETS_DIR, "data")
+
+
+def data_dir() -> str:
+  """The folder of official benchmark data: `$LCJAX_DATA_DIR` when set (the full official files), else the small
+  real subsets bundled in `lcjax/assets/data` (L-Eval, LooGLE, LongProc, LongICLBench, GSM8K; each with its SOURCE
+  and LICENSE; made by scripts/vendor_data.py)."""
+  return os.environ.get("LCJAX_DATA_DIR") or BUNDLED_DATA_DIR
 
 
 def haystack_files() -> list[str]:

@@ -39,6 +39,7 @@ def _run(args) -> int:
 
   from lcjax.commands.generate import load_from_args
   from lcjax.inference import Generator
+  from lcjax.inference.stopping import NEWLINE_RULE, answer_text, stop_token_ids
   from lcjax.ops.attention import ATTENTION_IMPLS, AUTO_TABLE, resolve_impl
   from lcjax.ops.decode import AUTO_TABLE as DECODE_AUTO
   from lcjax.ops.decode import DECODE_IMPLS
@@ -55,9 +56,11 @@ def _run(args) -> int:
   console.print(f"[bold]devices[/bold] {jax.devices()}  [bold]attention[/bold] {attn}  [bold]decode[/bold] {dec}")
   console.print(f"[bold]prompt[/bold] {len(prompt)} tokens; fact hidden at depth {args.depth:.0%}")
   gen = Generator(pretrained.cfg, pretrained.graphdef)
-  gen.generate(pretrained.state, [prompt], max_new_tokens=48)  # compile (timings below exclude it)
-  result = gen.generate(pretrained.state, [prompt], max_new_tokens=48)
-  answer = tok.decode(result.tokens[0])
+  eos = tuple(pretrained.cfg.eos_token_ids)
+  stops = (*eos, *stop_token_ids(tok, NEWLINE_RULE))  # the answer ends at EOS or at its first blank line
+  gen.generate(pretrained.state, [prompt], max_new_tokens=48, stop_ids=stops)  # compile (timings below exclude it)
+  result = gen.generate(pretrained.state, [prompt], max_new_tokens=48, stop_ids=stops)
+  answer = answer_text(tok, result, 0, NEWLINE_RULE, eos)
   console.print(f"[bold]question[/bold] {QUESTION}\n[bold]answer[/bold]   {answer}")
   console.print(f"prefill {result.prefill_tokens_per_second:,.0f} tok/s ({result.prefill_seconds:.2f} s), "
                 f"decode {result.decode_tokens_per_second:,.1f} tok/s ({result.decode_steps} tokens), "

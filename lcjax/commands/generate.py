@@ -38,10 +38,13 @@ def _add(p: argparse.ArgumentParser) -> None:
   p.add_argument("--top-k", type=int, default=0)
   p.add_argument("--top-p", type=float, default=1.0)
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                 help="end the reply at the first occurrence of TEXT (repeatable; EOS always ends it)")
 
 
 def _run(args) -> int:
   from lcjax.inference import Generator, SamplingConfig
+  from lcjax.inference.stopping import answer_text, stop_token_ids
 
   check_generate_args(args)
   pretrained = load_from_args(args)
@@ -53,10 +56,11 @@ def _run(args) -> int:
                           f"the prompt")
   text = args.prompt if args.raw else tok.apply_chat_template([{"role": "user", "content": args.prompt}])
   gen = Generator(pretrained.cfg, pretrained.graphdef)
+  eos = tuple(pretrained.cfg.eos_token_ids)
   result = gen.generate(pretrained.state, [tok.encode(text)], max_new_tokens=args.max_new_tokens,
                         sampling=SamplingConfig(args.temperature, args.top_k, args.top_p),
-                        rng=jax.random.PRNGKey(args.seed))
-  print(tok.decode(result.tokens[0]))
+                        rng=jax.random.PRNGKey(args.seed), stop_ids=(*eos, *stop_token_ids(tok, args.stop)))
+  print(answer_text(tok, result, 0, args.stop, eos) if args.stop else tok.decode(result.tokens[0]))
   return 0
 
 

@@ -43,7 +43,7 @@ class EvalConfig:
     tasks: task names.  kv: KV method names (KV_BACKENDS).  lengths: prompt lengths in tokens for generators and
     input budgets (truncation) for loaders.  depths: needle depths in percent (depth-aware generators only).
     num_samples: samples per cell (generators) / examples per task (loaders, 0 = all).
-    data_dir: folder of the official data (each task reads `data_dir/<task.data_file>`).
+    data_dir: folder of the official data (each task reads `data_dir/<task.data_file>`; None: `lcjax.assets.data_dir()`).
     options: task options (num_needles, density, ...).  max_new_tokens: cap on every task's budget (None: official).
   """
 
@@ -112,10 +112,15 @@ def _cells(task: Task, cfg: EvalConfig) -> Iterable[tuple[int, float | None]]:
 
 
 def _task_data(task: Task, cfg: EvalConfig) -> str | None:
-  if cfg.data_dir and task.data_file:
-    joined = os.path.join(cfg.data_dir, task.data_file)
-    return joined if os.path.exists(joined) else cfg.data_dir
-  return cfg.data_dir
+  """The task's data folder: <data_dir>/<task.data_file>; without a data_dir, `lcjax.assets.data_dir()`
+  ($LCJAX_DATA_DIR or the bundled real subsets)."""
+  from lcjax.assets import data_dir
+
+  root = cfg.data_dir or (data_dir() if task.data_file else None)
+  if root and task.data_file:
+    joined = os.path.join(root, task.data_file)
+    return joined if os.path.exists(joined) else root
+  return root
 
 
 def plan(task: Task, cfg: EvalConfig, tokenizer, problems: list) -> list[tuple[int, float | None, Example]]:

@@ -52,7 +52,8 @@ def _round_up(x: int, m: int) -> int:
 
 @dataclasses.dataclass
 class GenerationResult:
-  """Generated tokens per row (stop token excluded), why each row ended, and timings."""
+  """Generated tokens per row (stop token excluded), why each row ended, and timings; `stop_tokens[b]` is the token
+  that stopped row b (None when it ran to the length limit)."""
 
   tokens: list[list[int]]
   finish_reasons: list[str]
@@ -60,6 +61,7 @@ class GenerationResult:
   prefill_seconds: float
   decode_seconds: float
   decode_steps: int
+  stop_tokens: list[int | None] = dataclasses.field(default_factory=list)
 
   @property
   def prefill_tokens_per_second(self) -> float:
@@ -190,9 +192,10 @@ class Generator:
         state, logits, cache, jax.random.PRNGKey(0) if rng is None else rng, jnp.int32(max_new_tokens))
     out = np.asarray(out)
     t2 = time.perf_counter()
-    tokens, reasons = [], []
+    tokens, reasons, stops = [], [], []
     for row in out[:, :int(steps)]:
       hit = [i for i, t in enumerate(row) if t in stop_ids]
       tokens.append(row[:hit[0]].tolist() if hit else row.tolist())
       reasons.append("stop" if hit else "length")
-    return GenerationResult(tokens, reasons, int(sum(len(p) for p in prompts)), t1 - t0, t2 - t1, int(steps))
+      stops.append(int(row[hit[0]]) if hit else None)
+    return GenerationResult(tokens, reasons, int(sum(len(p) for p in prompts)), t1 - t0, t2 - t1, int(steps), stops)

@@ -27,9 +27,9 @@ def load_experiment(path: str):
 
 
 def run_experiment(config, workdir: str) -> dict:
-  """Trains the config's `train` section in `workdir` (or runs an `eval` section); with a `retrieval` section
-  ({lengths, num_samples, ...}) also measures retrieval accuracy at each length and writes workdir/retrieval.json.
-  Returns the summary."""
+  """Trains the config's `train` section in `workdir` (or runs an `eval` section, writing its results to `workdir`
+  when one is given, else to its `out_dir`); with a `retrieval` section ({lengths, num_samples, ...}) also measures
+  retrieval accuracy at each length and writes workdir/retrieval.json. Returns the summary."""
   from lcjax.training.config import train_config
   from lcjax.training.loop import train
   from lcjax.training.retrieval import evaluate_retrieval
@@ -37,6 +37,8 @@ def run_experiment(config, workdir: str) -> dict:
   if "train" not in config and "eval" in config:  # an evaluation experiment (experiments/niah.py, ...)
     from lcjax.eval.experiment import run_config
 
+    if workdir:
+      config.eval.out_dir = workdir
     return run_config(config)
   cfg = train_config(config.train)
   result = train(cfg, workdir)

@@ -1,17 +1,20 @@
 """XManager launcher: one work unit per point of an experiment's `sweep(add, arg)`, on the local executor.
 
-  python -m lcjax.launch.xm --config=experiments/passkey.py:runlocal --workdir=/tmp/sweep --dry_run
+  python -m lcjax.launch.xm --config=experiments/passkey.py:runlocal --workdir=/tmp/sweep [--dry_run]
 
 A sweep point is a nested dict of config overrides (`add(train={"optimizer": {"lr": 1e-3}})` becomes
 `--config.train.optimizer.lr=0.001`); the special key `arg` is appended to the experiment argument
 (`add(arg="variant=pi")` -> `--config=experiments/x.py:runlocal,variant=pi`). `--dry_run` prints the jobs and needs
-no XManager; without it XManager (`pip install xmanager`) must be installed.
+no XManager; without it XManager (`pip install lcjax[launch]`) must be installed. The executable is this checkout's
+launcher, `<python> -m lcjax.launch.main`, packaged as an `xm.binary` for `xm_local.Local`: it runs as a local
+process (no container, no Docker), each work unit with its point's flags.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 
 from absl import app, flags
 
@@ -63,18 +66,43 @@ def build_jobs(config: str, workdir: str) -> list[dict]:
   return jobs
 
 
-def launch(jobs: list[dict], title: str) -> None:
-  """Launches the jobs as XManager work units on the local executor."""
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _xmanager():
   try:
     from xmanager import xm, xm_local
   except ImportError:
-    raise ImplUnavailableError("XManager is not installed (pip install xmanager); use --dry_run to print the "
+    raise ImplUnavailableError("XManager is not installed (pip install lcjax[launch]); use --dry_run to print the "
                                "jobs, or run each with python -m lcjax.launch.main") from None
+  return xm, xm_local
+
+
+def launcher_packageable(python: str = sys.executable):
+  """The `xm.Packageable` of the launcher: `python -m lcjax.launch.main` as a prebuilt local binary, with this
+  checkout first on PYTHONPATH (the work units import the same lcjax and experiments/ as the launching process)."""
+  xm, xm_local = _xmanager()
+  path = os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))
+  return xm.binary(executor_spec=xm_local.Local.Spec(), path=python, args=["-m", "lcjax.launch.main"],
+                   env_vars={"PYTHONPATH": path})
+
+
+def work_unit_jobs(jobs: list[dict], executable) -> list:
+  """One `xm.Job` per sweep point on the local executor: the packaged launcher with the point's flags."""
+  xm, xm_local = _xmanager()
+  return [xm.Job(executable=executable, executor=xm_local.Local(), args=list(job["args"]), name=job["name"])
+          for job in jobs]
+
+
+def launch(jobs: list[dict], title: str) -> int:
+  """Launches the jobs as XManager work units on the local executor, waits for them and returns the experiment id
+  (XManager's local database records it; each unit's summary is its workdir's output)."""
+  _, xm_local = _xmanager()
   with xm_local.create_experiment(experiment_title=title) as experiment:
-    [executable] = experiment.package([xm.python_container(
-        executor_spec=xm_local.Local.Spec(), path=".", entrypoint=xm.ModuleName("lcjax.launch.main"))])
-    for job in jobs:
-      experiment.add(xm.Job(executable=executable, executor=xm_local.Local(), args=job["args"]))
+    [executable] = experiment.package([launcher_packageable()])
+    for job in work_unit_jobs(jobs, executable):
+      experiment.add(job)  # one work unit per sweep point
+  return experiment.experiment_id
 
 
 def main(argv):
@@ -84,7 +112,7 @@ def main(argv):
     for job in jobs:
       print(" ".join(["python -m lcjax.launch.main", *job["args"]]))
     return
-  launch(jobs, _CONFIG.value)
+  print(f"XManager experiment {launch(jobs, _CONFIG.value)}: {len(jobs)} work units finished")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,12 @@
 """Fixtures of the evaluation tests: the SmolLM2 tokenizer built from the bundled GGUF (no params loaded), and the
-shared data folder."""
+real benchmark data subsets bundled in the package."""
 
 import os
 
 import pytest
 
-SHARED = os.environ.get("LCJAX_SHARED_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "..", "..",
-                                                          "shared", "data"))
-if not os.path.isdir(SHARED):
-  SHARED = "/work/shared/data"
+from lcjax.assets import BUNDLED_DATA_DIR
+
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 
 
@@ -24,7 +22,6 @@ def tokenizer(smollm2_path):
 
 @pytest.fixture(scope="session")
 def shared_data():
-  """The shared data folder (skips when it is not mounted)."""
-  if not os.path.isdir(SHARED):
-    pytest.skip("shared data folder not available")
-  return SHARED
+  """The real data subsets bundled in lcjax/assets/data (always the bundled ones, so the tests' numbers are fixed;
+  $LCJAX_DATA_DIR only redirects configs to the full official data)."""
+  return BUNDLED_DATA_DIR
