@@ -44,7 +44,8 @@ class ConnNetConfig:
     nonlocal_block: add the long-range relation block on the deepest level.
     nonlocal_heads, nonlocal_dim: heads and channels per head of theta, phi, g.
     attention_impl: impl name for `ops.attention` ("auto", "reference", "xla_blockwise", ...).
-    groups: GroupNorm groups.  decode: default decode rule of the connectivity head (see `DECODE_RULES`).
+    groups: GroupNorm groups.  norm: GroupNorm after each conv (its statistics over the whole map are a weak
+      global path: without it, an output pixel depends on the input only inside `receptive_field`).  decode: default decode rule of the connectivity head (see `DECODE_RULES`).
     image_size: the training resolution (inference resizes to it).
   """
 
@@ -57,6 +58,7 @@ class ConnNetConfig:
   nonlocal_dim: int = 32
   attention_impl: str = "auto"
   groups: int = 8
+  norm: bool = True
   decode: str = "mean"
   image_size: int = 64
 
@@ -97,14 +99,15 @@ def receptive_field(cfg: ConnNetConfig) -> int:
 
 
 class ConvNorm(nnx.Module):
-  """3x3 (or k x k) conv -> GroupNorm; [B, H, W, Cin] -> [B, H', W', Cout]."""
+  """3x3 conv -> GroupNorm (groups > 0) or a conv with bias (groups = 0); [B, H, W, Cin] -> [B, H', W', Cout]."""
 
-  def __init__(self, cin: int, cout: int, groups: int, rngs: nnx.Rngs, *, kernel: int = 3, stride: int = 1):
-    self.conv = nnx.Conv(cin, cout, (kernel, kernel), stride, use_bias=False, rngs=rngs)
-    self.norm = nnx.GroupNorm(cout, num_groups=groups, rngs=rngs)
+  def __init__(self, cin: int, cout: int, groups: int, rngs: nnx.Rngs, *, stride: int = 1):
+    self.conv = nnx.Conv(cin, cout, (3, 3), stride, use_bias=not groups, rngs=rngs)
+    self.norm = nnx.GroupNorm(cout, num_groups=groups, rngs=rngs) if groups else None
 
   def __call__(self, x):
-    return self.norm(self.conv(x))
+    x = self.conv(x)
+    return self.norm(x) if self.norm is not None else x
 
 
 class ResidualBlock(nnx.Module):
@@ -157,7 +160,7 @@ class ConnNet(nnx.Module):
 
   def __init__(self, cfg: ConnNetConfig, rngs: nnx.Rngs):
     self.cfg = cfg
-    w, g = cfg.widths, cfg.groups
+    w, g = cfg.widths, cfg.groups if cfg.norm else 0
     self.stem = ConvNorm(3, w[0], g, rngs)
     self.down = nnx.List([ConvNorm(w[i - 1], w[i], g, rngs, stride=2) for i in range(1, len(w))])
     self.blocks = nnx.List([ResidualBlock(c, cfg.convs_per_block, g, rngs) for c in w])
