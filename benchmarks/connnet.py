@@ -5,6 +5,7 @@ the "test" split and on the "large" split (one object spanning far beyond the co
 prints a markdown table (MAE, adaptive F_beta, max F, S-measure, boundary-band MAE, training time, images/s).
 
   python benchmarks/connnet.py --out /tmp/connnet_bench [--steps 300] [--variants conn_nl,conn,base_nl,base]
+      [--extra batch=8,lr=3e-3]
   python benchmarks/connnet.py --out DIR --data DIR_WITH_A_DUTS_OR_ECSSD_FOLDER   also evaluates on a real folder
 """
 
@@ -36,12 +37,12 @@ def _cpu() -> str:
     return platform.processor()
 
 
-def run(variants, steps: int, out: str, data: str | None) -> dict:
+def run(variants, steps: int, out: str, data: str | None, extra: str = "") -> dict:
   """Trains and evaluates each variant; returns {variant: summary} (also written to out/<variant>/eval.json)."""
   exp = load_experiment(os.path.join(REPO, "experiments", "connnet.py"))
   results = {}
   for variant in variants:
-    cfg = exp.get_config(f"runlocal,variant={variant},steps={steps}")
+    cfg = exp.get_config(f"runlocal,variant={variant},steps={steps}" + (f",{extra}" if extra else ""))
     if data:
       cfg.saliency.evals["real"] = {"source": "folder", "path": data, "size": cfg.saliency.data.size}
     t = time.perf_counter()
@@ -72,8 +73,9 @@ def main():
   parser.add_argument("--steps", type=int, default=300)
   parser.add_argument("--variants", default="conn_nl,conn,base_nl,base")
   parser.add_argument("--data", default=None, help="a DUTS / ECSSD style folder to evaluate on as well")
+  parser.add_argument("--extra", default="", help="more experiment arguments, e.g. batch=8,lr=3e-3")
   args = parser.parse_args()
-  results = run(args.variants.split(","), args.steps, args.out, args.data)
+  results = run(args.variants.split(","), args.steps, args.out, args.data, args.extra)
   with open(os.path.join(args.out, "results.json"), "w") as f:
     json.dump(results, f, indent=1)
   exp = load_experiment(os.path.join(REPO, "experiments", "connnet.py"))
