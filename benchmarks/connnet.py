@@ -52,6 +52,23 @@ def run(variants, steps: int, out: str, data: str | None, extra: str = "") -> di
   return results
 
 
+def evaluate_saved(variants, out: str) -> dict:
+  """Re-evaluates the models exported under out/<variant> on the experiment's current eval sets."""
+  from lcjax.vision.train import evaluate, load_saliency_model
+
+  exp = load_experiment(os.path.join(REPO, "experiments", "connnet.py"))
+  results = {}
+  for variant in variants:
+    cfg = saliency_train_config(exp.get_config(f"runlocal,variant={variant}").saliency)
+    with open(os.path.join(out, variant, "eval.json")) as f:
+      results[variant] = json.load(f)
+    model_cfg, graphdef, params = load_saliency_model(os.path.join(out, variant))
+    for name, data in cfg.evals.items():
+      results[variant]["eval"][name] = evaluate(graphdef, params, model_cfg, data, cfg.decode_rules)
+    print(variant, json.dumps(results[variant]["eval"]), flush=True)
+  return results
+
+
 def table(results: dict) -> str:
   """Markdown rows: one per (variant, split, decode rule)."""
   lines = ["| variant | split | decode | MAE | F_beta adapt | max F | S | boundary MAE | train s | img/s |",
@@ -74,8 +91,12 @@ def main():
   parser.add_argument("--variants", default="conn_nl,conn,base_nl,base")
   parser.add_argument("--data", default=None, help="a DUTS / ECSSD style folder to evaluate on as well")
   parser.add_argument("--extra", default="", help="more experiment arguments, e.g. batch=8,lr=3e-3")
+  parser.add_argument("--eval_only", action="store_true", help="re-evaluate the models already trained in --out")
   args = parser.parse_args()
-  results = run(args.variants.split(","), args.steps, args.out, args.data, args.extra)
+  if args.eval_only:
+    results = evaluate_saved(args.variants.split(","), args.out)
+  else:
+    results = run(args.variants.split(","), args.steps, args.out, args.data, args.extra)
   with open(os.path.join(args.out, "results.json"), "w") as f:
     json.dump(results, f, indent=1)
   exp = load_experiment(os.path.join(REPO, "experiments", "connnet.py"))

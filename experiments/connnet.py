@@ -7,7 +7,8 @@ against the 1-channel saliency baseline (issue 17; `benchmarks/connnet.py` runs 
   variant=base      1-channel saliency head (the plain FPN baseline)
 
   runlocal   the synthetic set (textured objects on the bundled natural photographs), 64 px, a small network;
-             trains on a 2-core CPU in minutes and evaluates on the "test" and "large" splits
+             trains on a 2-core CPU in minutes and evaluates on the "test" and "large" splits, and on "large" at
+             2x the resolution ("large2x")
   (default)  DUTS-TR at 256 px, evaluated on DUTS-TE and ECSSD; folders from `data=DIR` (default
              $LCJAX_DATA_DIR/saliency), laid out as DUTS-TR/DUTS-TR-{Image,Mask}, DUTS-TE/..., ECSSD/{images,
              ground_truth_mask}
@@ -45,6 +46,8 @@ def get_config(arg=None):
     model = {"widths": (8, 16, 32), "fpn_dim": 16, "groups": 4, "nonlocal_dim": 16}
     data = _synthetic("train", int(args.get("num", 2000)), size, 0, int(args.get("batch", 16)))
     evals = {split: _synthetic(split, int(args.get("eval_num", 200)), size, 1, 32) for split in ("test", "large")}
+    # the same large objects at twice the resolution: they span ~4x the convolutions' receptive field
+    evals["large2x"] = _synthetic("large", int(args.get("eval_num", 200)), 2 * size, 1, 16)
     steps, lr = int(args.get("steps", 400)), float(args.get("lr", 5e-3))
   else:
     size = int(args.get("size", 256))
