@@ -92,8 +92,16 @@ def main():
   parser.add_argument("--data", default=None, help="a DUTS / ECSSD style folder to evaluate on as well")
   parser.add_argument("--extra", default="", help="more experiment arguments, e.g. batch=8,lr=3e-3")
   parser.add_argument("--eval_only", action="store_true", help="re-evaluate the models already trained in --out")
+  parser.add_argument("--table_only", action="store_true", help="the table of the eval.json files already in --out")
   args = parser.parse_args()
-  if args.eval_only:
+  if args.table_only:
+    results = {}
+    for variant in args.variants.split(","):
+      path = os.path.join(args.out, variant, "eval.json")
+      if os.path.exists(path):
+        with open(path) as f:
+          results[variant] = json.load(f)
+  elif args.eval_only:
     results = evaluate_saved(args.variants.split(","), args.out)
   else:
     results = run(args.variants.split(","), args.steps, args.out, args.data, args.extra)
