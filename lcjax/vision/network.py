@@ -45,7 +45,8 @@ class ConnNetConfig:
     nonlocal_heads, nonlocal_dim: heads and channels per head of theta, phi, g.
     attention_impl: impl name for `ops.attention` ("auto", "reference", "xla_blockwise", ...).
     groups: GroupNorm groups.  norm: GroupNorm after each conv (its statistics over the whole map are a weak
-      global path: without it, an output pixel depends on the input only inside `receptive_field`).  decode: default decode rule of the connectivity head (see `DECODE_RULES`).
+      global path: without it, an output pixel depends on the input only inside `receptive_field`).
+    decode: default decode rule of the connectivity head (see `DECODE_RULES`).
     image_size: the training resolution (inference resizes to it).
   """
 
