@@ -4,6 +4,7 @@ on 2 devices with an orbax checkpoint, the exported model, `lcjax segment` writi
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -65,27 +66,46 @@ def test_folder_errors(tmp_path):
     SaliencyFolder(str(tmp_path / "nope"))
 
 
+TINY_RUN = {"model": {"widths": (8, 16), "fpn_dim": 8, "groups": 4, "nonlocal_dim": 8, "image_size": 64},
+            "data": {"num": 16, "batch_size": 4}, "steps": 2, "log_every": 1, "num_devices": 2,
+            "checkpoint": {"every": 1, "async_save": False, "max_to_keep": 3}}
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-  """A 2-step run on 2 devices (batch sharded over `data`), checkpointed at the end, evaluated on 8 images."""
+  """A 2-step run on 2 devices (batch sharded over `data`), checkpointed at steps 1 and 2, evaluated on 8 images."""
   from lcjax.vision.train import saliency_train_config, train_saliency
 
   workdir = str(tmp_path_factory.mktemp("connnet"))
-  cfg = saliency_train_config({
-      "model": {"widths": (8, 16), "fpn_dim": 8, "groups": 4, "nonlocal_dim": 8, "image_size": 64},
-      "data": {"num": 16, "batch_size": 4}, "evals": {"test": {"split": "test", "num": 8}},
-      "steps": 2, "log_every": 1, "num_devices": 2, "checkpoint": {"async_save": False}})
+  cfg = saliency_train_config({**TINY_RUN, "evals": {"test": {"split": "test", "num": 8}}})
   return workdir, train_saliency(cfg, workdir)
 
 
 def test_training_checkpoints_exports_and_evaluates(trained):
   workdir, summary = trained
-  assert os.listdir(os.path.join(workdir, "checkpoints")) == ["2"]
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["1", "2"]
   assert summary["step"] == 2 and np.isfinite(summary["loss"])
   scores = summary["eval"]["test"]
   assert scores["images"] == 8 and set(scores) >= {"mean", "any", "bilateral"}
   assert 0 <= scores["bilateral"]["mae"] <= 1 and 0 <= scores["mean"]["s_measure"] <= 1
   assert json.load(open(os.path.join(workdir, "model", "connnet_config.json")))["head"] == "connectivity"
+
+
+def test_resume_from_a_checkpoint_is_exact(trained, tmp_path):
+  """Step 1's checkpoint (params, optimizer state, grain iterator state) + one step == the uninterrupted run."""
+  import shutil
+
+  from lcjax.vision.train import load_saliency_model, saliency_train_config, train_saliency
+
+  workdir, _ = trained
+  resumed = str(tmp_path / "resumed")
+  shutil.copytree(os.path.join(workdir, "checkpoints", "1"), os.path.join(resumed, "checkpoints", "1"))
+  summary = train_saliency(saliency_train_config(TINY_RUN), resumed)
+  assert summary["resumed_from"] == 1
+  _, _, want = load_saliency_model(workdir)
+  _, _, got = load_saliency_model(resumed)
+  for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_segment_command_writes_the_png(trained, tmp_path):
