@@ -129,8 +129,8 @@ def test_experiment_configs_build():
   from lcjax.vision.train import saliency_train_config
 
   exp = load_experiment(os.path.join(REPO, "experiments", "connnet.py"))
-  for arg in ("runlocal,variant=base", "variant=conn_nl,data=/d"):
+  for arg in ("runlocal,variant=base", "variant=conn_nl,data=sal"):
     cfg = saliency_train_config(exp.get_config(arg).saliency)
     assert cfg.steps >= 1
   assert saliency_train_config(exp.get_config("runlocal,variant=base").saliency).model.head == "saliency"
-  assert saliency_train_config(exp.get_config("data=/d").saliency).data.path == "/d/DUTS-TR"
+  assert saliency_train_config(exp.get_config("data=sal").saliency).data.path == os.path.join("sal", "DUTS-TR")
