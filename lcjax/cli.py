@@ -5,6 +5,7 @@
   lcjax demo                 the showcase: a long document question answered on the bundled model
   lcjax train / run          an experiment config with the launcher's flags (--config x.py:arg --workdir DIR)
   lcjax bench NAME           a benchmark script of benchmarks/ (`lcjax bench --list`)
+  lcjax segment IMG --model DIR   the saliency map of an image (ConnNet, lcjax.vision) as a PNG
   `lcjax --help` lists every command.
 """
 

@@ -44,3 +44,7 @@ class ShardingError(LcjaxError, ValueError):
 
 class CapacityError(LcjaxError, ValueError):
   """Data does not fit the memory it was asked to go to (a tier, a device budget, a placement plan)."""
+
+
+class ValueRangeError(LcjaxError, ValueError):
+  """An array holds values outside the accepted set (a non-binary mask, probabilities outside [0, 1])."""

@@ -28,3 +28,9 @@ def haystack_text() -> str:
     with open(path, encoding="utf-8") as f:
       parts.append(f.read().strip())
   return "\n\n".join(parts)
+
+
+def natural_image_files() -> list[str]:
+  """Paths of the bundled natural photographs (scikit-image sample data, CC0 / public domain), sorted by name."""
+  folder = os.path.join(ASSETS_DIR, "natural")
+  return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".jpg"))

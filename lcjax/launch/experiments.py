@@ -34,6 +34,10 @@ def run_experiment(config, workdir: str) -> dict:
   from lcjax.training.loop import train
   from lcjax.training.retrieval import evaluate_retrieval
 
+  if "saliency" in config:  # a saliency segmentation experiment (experiments/connnet.py)
+    from lcjax.vision.train import saliency_train_config, train_saliency
+
+    return train_saliency(saliency_train_config(config.saliency), workdir)
   if "train" not in config and "eval" in config:  # an evaluation experiment (experiments/niah.py, ...)
     from lcjax.eval.experiment import run_config
 

@@ -5,8 +5,8 @@ documented in the module docstring) and registers its metrics under "<benchmark>
 """
 
 from lcjax.eval.metrics import (citeeval, leval, longbench, longiclbench, longproc, longproc_travel,  # noqa: F401
-                                loogle, m4le, needlebench, needlebench_choice, retrieval, ruler, scbench,
-                                synthetic)
+                                loogle, m4le, needlebench, needlebench_choice, retrieval, ruler, saliency,
+                                scbench, synthetic)
 from lcjax.eval.metrics.base import METRICS, Metric, mean_percent, mean_raw
 
 __all__ = ["METRICS", "Metric", "mean_percent", "mean_raw"]
