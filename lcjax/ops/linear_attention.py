@@ -55,8 +55,13 @@ def _recurrent(q, k, v, rates, *, initial_state, segment_ids, block_size=None):
 def _blocked(target: str):
   def impl(q, k, v, rates, *, initial_state, segment_ids, block_size=None, interpret: bool = False):
     """Lightning attention over blocks of `block_size` tokens: q [B, T, N, H] -> (o, state)."""
+    block_size = block_size or DEFAULT_BLOCK
+    try:
+      la.TARGETS[target].check(block_size, q.shape[-1])
+    except ValueError as e:
+      raise ShapeError(str(e)) from None
     return la.lightning_attention(q, k, v, rates, target=target, initial_state=initial_state,
-                                  segment_ids=segment_ids, block_size=block_size or DEFAULT_BLOCK,
+                                  segment_ids=segment_ids, block_size=block_size,
                                   interpret=interpret)
 
   impl.__name__ = f"linear_attention_{target}"
@@ -67,6 +72,11 @@ LINEAR_ATTENTION_IMPLS.register("reference", _reference, caps={"grad": True})
 LINEAR_ATTENTION_IMPLS.register("recurrent", _recurrent, caps={"grad": True})
 LINEAR_ATTENTION_IMPLS.register("xla_blocked", _blocked("xla"), caps={"grad": True},
                                 doc="lightning attention: intra-block mask + inter-block fp32 state, custom VJP")
+_PALLAS_CAPS = {"grad": True, "interpretable": True}
+LINEAR_ATTENTION_IMPLS.register("pallas_triton", _blocked("triton"), platforms=("gpu",), caps=_PALLAS_CAPS,
+                                doc="Pallas Triton lightning kernel fwd + dQ/dKV kernels (C, H powers of two >= 16)")
+LINEAR_ATTENTION_IMPLS.register("pallas_tpu", _blocked("tpu"), platforms=("tpu",), caps=_PALLAS_CAPS,
+                                doc="Pallas Mosaic TPU lightning kernel fwd + dQ/dKV kernels, state in VMEM")
 
 
 def check_linear_inputs(q, k, v, decay, initial_state, segment_ids) -> None:

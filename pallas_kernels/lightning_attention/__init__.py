@@ -14,7 +14,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from pallas_kernels.lightning_attention import xla
+from pallas_kernels.lightning_attention import gpu_triton, tpu, xla
 from pallas_kernels.lightning_attention.layout import (LightningConfig, from_heads_major, pad_runs, runs_of,
                                                        to_heads_major)
 from pallas_kernels.lightning_attention.reference import naive_linear_attention, recurrent_linear_attention
@@ -34,7 +34,11 @@ def _any_block(c, h):
     raise ValueError(f"block_size must be >= 1, got {c}")
 
 
-TARGETS: dict[str, Target] = {"xla": Target(xla.lightning_forward, xla.lightning_backward, _any_block)}
+TARGETS: dict[str, Target] = {
+    "xla": Target(xla.lightning_forward, xla.lightning_backward, _any_block),
+    "triton": Target(gpu_triton.lightning_forward, gpu_triton.lightning_backward, gpu_triton.check_tiles),
+    "tpu": Target(tpu.lightning_forward, tpu.lightning_backward, tpu.check_tiles),
+}
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))

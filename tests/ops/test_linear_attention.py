@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lcjax.errors import ShapeError, UnknownNameError
+from lcjax.errors import ImplUnavailableError, ShapeError, UnknownNameError
 from lcjax.ops import linear_attention
 from lcjax.ops.linear_decay import alibi_slopes, decay_rates
 from tests.kernels.cases import segments
@@ -119,3 +119,7 @@ def test_bad_input_raises_named_errors():
     linear_attention(q, k, v, RATES, segment_ids=jnp.zeros((B, 9), jnp.int32))
   with pytest.raises(ShapeError, match="decay"):
     linear_attention(q, k, v, RATES[:3])
+  with pytest.raises(ImplUnavailableError, match="pallas_tpu"):
+    linear_attention(q, k, v, RATES, impl="pallas_tpu")
+  with pytest.raises(ShapeError, match="power of two"):
+    linear_attention(q, k, v, RATES, impl="pallas_triton", block_size=24, interpret=True)
