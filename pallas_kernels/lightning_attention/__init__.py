@@ -17,7 +17,8 @@ import jax.numpy as jnp
 from pallas_kernels.lightning_attention import gpu_triton, tpu, xla
 from pallas_kernels.lightning_attention.layout import (LightningConfig, from_heads_major, pad_runs, runs_of,
                                                        to_heads_major)
-from pallas_kernels.lightning_attention.reference import naive_linear_attention, recurrent_linear_attention
+from pallas_kernels.lightning_attention.reference import (final_state, naive_linear_attention,
+                                                          recurrent_linear_attention)
 from pallas_kernels.tile_math import F32
 
 
@@ -93,5 +94,5 @@ def lightning_attention(q, k, v, rates, *, target: str, initial_state=None, segm
   return from_heads_major(o, t), state
 
 
-__all__ = ["LightningConfig", "TARGETS", "lightning_attention", "naive_linear_attention",
+__all__ = ["LightningConfig", "TARGETS", "final_state", "lightning_attention", "naive_linear_attention",
            "recurrent_linear_attention", "runs_of"]

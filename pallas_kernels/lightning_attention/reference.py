@@ -40,11 +40,31 @@ def naive_linear_attention(q, k, v, rates, runs, state0=None):
   first = (runs == runs[:, :1])                                              # [B, T] sees the initial state
   q_decay = jnp.exp(-rates[None, :, None] * (pos + 1.0)[None, None]) * first[:, None]   # [B, N, T]
   o = jnp.einsum("bnts,bsnh->btnh", scores, v) + jnp.einsum("btnh,bnhe,bnt->btne", q, state0, q_decay)
+  return o.astype(dtype), _final_state(k, v, rates, runs, state0)
+
+
+def _final_state(k, v, rates, runs, state0):
+  t = k.shape[1]
+  pos = jnp.arange(t)
   last = runs[:, -1:] == runs                                                # [B, T] enter the final state
   k_decay = jnp.exp(-rates[None, :, None] * (t - 1.0 - pos)[None, None]) * last[:, None]
   keep = jnp.exp(-rates * t)[None, :, None, None] * (runs[:, -1] == runs[:, 0])[:, None, None, None]
-  state = keep * state0 + jnp.einsum("btnh,bnt,btne->bnhe", k, k_decay, v)
-  return o.astype(dtype), state
+  return keep * state0 + jnp.einsum("btnh,bnt,btne->bnhe", k, k_decay, v)
+
+
+def final_state(k, v, rates, runs, state0=None, num_heads: int | None = None):
+  """The state after a chunk, without its outputs (LASP's local state): O(T H^2).
+
+  S_T = lambda^T [one run] S_0 + sum_{j in the last run} lambda^(T-1-j) k_j^T v_j.
+  Args:
+    k, v: [B, T, K, H].  rates: [N].  runs: [B, T].  state0: [B, N, H, H] or None.  num_heads: N (default K).
+  Returns:
+    [B, N, H, H] fp32.
+  """
+  n = num_heads or k.shape[2]
+  dummy = jnp.zeros(k.shape[:2] + (n, k.shape[3]), k.dtype)
+  _, k, v, state0 = _expand(dummy, k, v, state0)
+  return _final_state(k, v, rates.astype(F32), runs, state0)
 
 
 def recurrent_linear_attention(q, k, v, rates, runs, state0=None):
