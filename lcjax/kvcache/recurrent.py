@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from lcjax.kvcache.dense import DenseLayerKV, KVCache
 from lcjax.ops.linear_attention import linear_attention
+from lcjax.sharding import axes
 
 NO_LIMIT = jnp.iinfo(jnp.int32).max
 
@@ -59,6 +60,11 @@ class RecurrentLayerState:
   def zeros(cls, batch: int, num_heads: int, head_dim: int, max_len: int) -> "RecurrentLayerState":
     return cls(jnp.zeros((batch, num_heads, head_dim, head_dim), jnp.float32),
                jnp.full((batch,), NO_LIMIT, jnp.int32), max_len)
+
+  def logical_axes(self) -> "RecurrentLayerState":
+    """The same structure with logical axis names: state [cache_batch, cache_kv_heads, -, -], limit [cache_batch]."""
+    return RecurrentLayerState((axes.CACHE_BATCH, axes.CACHE_KV_HEADS, None, None), (axes.CACHE_BATCH,),
+                               self.max_len)
 
   def mix(self, q, k, v, decay, positions, *, impl: str = "auto", block_size: int | None = None,
           scale: float = 1.0):

@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from lcjax.config import ModelConfig
+from jax.sharding import PartitionSpec as P
+
+from lcjax.config import MeshConfig, ModelConfig
 from lcjax.errors import ConfigError, UnknownNameError
 from lcjax.inference import Generator
 from lcjax.kvcache.recurrent import cache_bytes, init_hybrid_cache
 from lcjax.models.build import init_model
 from lcjax.models.hybrid import hybrid, layer_types, minimax_config
+from lcjax.sharding import cache_shardings, create_mesh, place
 
 CFG = ModelConfig(vocab_size=64, dim=32, num_layers=4, num_heads=4, num_kv_heads=2, head_dim=8, mlp_dim=64,
                   max_seq_len=256, eos_token_ids=())
@@ -73,10 +76,16 @@ def test_generate_runs_and_linear_cache_bytes_are_constant_in_t(model):
   assert long["attention"] == 64 * short["attention"]
 
 
-def test_every_parameter_has_logical_axis_names(model):
-  _, (_, state) = model
+def test_every_parameter_and_cache_leaf_has_logical_axis_names(model):
+  cfg, (_, state) = model
   specs = jax.tree.leaves(nnx.get_partition_spec(state), is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
   assert specs and all(all(name is not None for name in spec) for spec in specs)
+  mesh = create_mesh(MeshConfig(data=2, fsdp=1, context=2, tensor=2))
+  cache = init_hybrid_cache(cfg, 2, 64)
+  shardings = cache_shardings(cache, mesh, "decode")
+  placed = place(cache, shardings)
+  assert placed.layers[0].state.sharding.spec == P("data", "tensor")  # batch, heads; never the H x H dims
+  assert placed.layers[3].k.sharding.spec == P("data", "tensor", "context")
 
 
 def test_learnable_decay_gets_gradients():
