@@ -4,8 +4,8 @@ for the mixer of each layer, trained on multi-query associative recall (MQAR) or
   variant=softmax   every layer softmax attention (a Llama decoder)
   variant=hybrid    [L, L, L, S]: 3 lightning layers per softmax layer (`lcjax.models.hybrid.hybrid(cfg, 4)`)
   variant=linear    every layer lightning
-  task=mqar         kv_retrieval with "k v" pairs (8 pairs, 64 keys x 64 values, 8 queries): retrieval accuracy at
-                    1x / 2x the trained length (more filler between pairs and queries)
+  task=mqar         kv_retrieval with "k v" pairs (64 keys x 64 values; 8 pairs at T=256, runlocal 4 pairs at T=64)
+                    then queries "Q k v": retrieval accuracy at 1x / 2x the trained length (more filler)
   task=essays       language modelling on lcjax/assets/haystack (the loss curve is in workdir/metrics)
 
   python -m lcjax.launch.main --config=experiments/lightning.py:runlocal,variant=hybrid --workdir=/tmp/lightning
@@ -40,12 +40,12 @@ def get_config(arg=None):
   if task not in TASKS:
     raise ValueError(f"unknown task {task!r}; accepted: {', '.join(TASKS)}")
   local = bool(args.get("runlocal"))
-  seq_len = int(args.get("seq_len", 128 if local else 512))
+  seq_len = int(args.get("seq_len", 64 if local else 256))
   layers = int(args.get("layers", 4))
   model = models.tiny_decoder(VOCAB, dim=int(args.get("dim", 64)), num_layers=layers, heads=4, seq_len=seq_len)
   model.update(architecture="hybrid", layer_types=layer_types(variant, layers), decay_schedule="minimax",
                linear_block_size=32)
-  pairs = int(args.get("pairs", 8))
+  pairs = int(args.get("pairs", 4 if local else 8))
   task_options = {"num_pairs": pairs, "num_keys": 64, "num_values": 64}
   if task == "mqar":
     source = {"name": "mqar", "format": "synthetic",
@@ -53,8 +53,8 @@ def get_config(arg=None):
                           **task_options}}
   else:
     source = train.essays_source()
-  steps = int(args.get("steps", 1500 if local else 3000))
-  data = {"sources": [source], "seq_len": seq_len, "batch_size": int(args.get("batch", 32 if local else 64))}
+  steps = int(args.get("steps", 700 if local else 3000))
+  data = {"sources": [source], "seq_len": seq_len, "batch_size": int(args.get("batch", 16 if local else 64))}
   section = {"model": model, "data": data, **train.local_run(steps, log_every=50),
              "optimizer": {"lr": float(args.get("lr", 3e-3)), "warmup_steps": 100, "schedule": "cosine",
                            "weight_decay": 0.0}}
