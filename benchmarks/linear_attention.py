@@ -120,20 +120,24 @@ def _secs(t) -> str:
   return "not timed" if t is None else f"{t[0]:.4f} ({t[1]:.4f}-{t[2]:.4f})"
 
 
-def tables(prefill, decode, mqar) -> str:
+def speed_tables(prefill, decode) -> str:
   out = ["Prefill (causal, B=1, N=2, H=64, fp32): median (min-max) seconds over the rounds.\n",
          "| tokens | impl | s | peak MiB |", "|---:|---|---:|---:|"]
   out += [f"| {r['tokens']} | {r['impl']} | {_secs(r['seconds'])} | {r['peak_mib']:.1f} |" for r in prefill]
   out += ["\nDecode step (batch 1; d=256, 4 layers of 4x64 heads) on a cache holding `context` tokens.\n",
           "| model | context | step s | cache MiB |", "|---|---:|---:|---:|"]
   out += [f"| {r['variant']} | {r['context']} | {_secs(r['seconds'])} | {r['cache_mib']:.2f} |" for r in decode]
-  if mqar:
-    out += ["\nMQAR (experiments/lightning.py runlocal): retrieval accuracy and training loss.\n",
-            "| model | " + " | ".join(f"acc @ {k}" for k in mqar[0]["retrieval"]) + " | loss curve (step: loss) |",
-            "|---|" + "---:|" * len(mqar[0]["retrieval"]) + "---|"]
-    for r in mqar:
-      accs = " | ".join(f"{v:.3f}" for v in r["retrieval"].values())
-      out.append(f"| {r['variant']} | {accs} | {', '.join(f'{s}: {l:.2f}' for s, l in r['curve'])} |")
+  return "\n".join(out)
+
+
+def mqar_table(mqar) -> str:
+  if not mqar:
+    return "(no finished runs found)"
+  out = ["| model | " + " | ".join(f"acc @ {k}" for k in mqar[0]["retrieval"]) + " | loss curve (step: loss) |",
+         "|---|" + "---:|" * len(mqar[0]["retrieval"]) + "---|"]
+  for r in mqar:
+    accs = " | ".join(f"{v:.3f}" for v in r["retrieval"].values())
+    out.append(f"| {r['variant']} | {accs} | {', '.join(f'{s}: {l:.2f}' for s, l in r['curve'])} |")
   return "\n".join(out)
 
 
@@ -148,16 +152,23 @@ def main() -> None:
   parser.add_argument("--mqar-dir", default=None, help="workdir holding mqar_<variant> runs of experiments/lightning")
   parser.add_argument("--write", action="store_true", help="record in benchmarks/RESULTS.md")
   args = parser.parse_args()
-  prefill = prefill_rows([int(x) for x in args.lengths.split(",")], args.rounds, args.softmax_up_to, args.block)
-  decode = decode_rows([int(x) for x in args.contexts.split(",")], args.decode_rounds)
-  mqar = mqar_rows(args.mqar_dir) if args.mqar_dir else []
-  body = (f"{machine_line()}, {time.strftime('%Y-%m-%d')}. Other jobs were running on the 2 shared cores during "
-          f"these measurements (load average well above 2), so absolute times are inflated and noisy; engines "
-          f"were interleaved over {args.rounds} rounds. Lightning block C={args.block}. Regenerate: "
-          f"`python benchmarks/linear_attention.py --mqar-dir <dir> --write`.\n\n{tables(prefill, decode, mqar)}\n")
+  head = (f"{machine_line()}, {time.strftime('%Y-%m-%d')}. Other jobs were running on the 2 shared cores during "
+          f"these measurements (load average 20+), so absolute times are inflated and noisy. ")
+  if args.mqar_dir:
+    body = (f"{head}Regenerate: train the three variants with `python -m lcjax.launch.main "
+            f"--config=experiments/lightning.py:runlocal,variant=V --workdir=DIR/mqar_V`, then "
+            f"`python benchmarks/linear_attention.py --mqar-dir DIR --write`.\n\n{mqar_table(mqar_rows(args.mqar_dir))}\n")
+    key, title = "linear_attention_mqar", "Lightning hybrids on MQAR (issue 12)"
+  else:
+    prefill = prefill_rows([int(x) for x in args.lengths.split(",")], args.rounds, args.softmax_up_to, args.block)
+    decode = decode_rows([int(x) for x in args.contexts.split(",")], args.decode_rounds)
+    body = (f"{head}Engines were interleaved over {args.rounds} rounds ({args.decode_rounds} for decode). Lightning "
+            f"block C={args.block}. Regenerate: `python benchmarks/linear_attention.py --write`.\n\n"
+            f"{speed_tables(prefill, decode)}\n")
+    key, title = "linear_attention", "Lightning attention: prefill and decode vs softmax (issue 12)"
   print(body)
   if args.write:
-    write_section("linear_attention", "Lightning attention: prefill, decode and MQAR (issue 12)", body)
+    write_section(key, title, body)
 
 
 if __name__ == "__main__":
