@@ -10,11 +10,13 @@ from jax.sharding import PartitionSpec as P
 
 from lcjax.config import MeshConfig, ModelConfig
 from lcjax.errors import ConfigError, UnknownNameError
+from lcjax.checkpoint import load_pretrained
 from lcjax.inference import Generator
 from lcjax.kvcache.recurrent import cache_bytes, init_hybrid_cache
 from lcjax.models.build import init_model
 from lcjax.models.hybrid import hybrid, layer_types, minimax_config
 from lcjax.sharding import cache_shardings, create_mesh, place
+from lcjax.training.loop import export_model
 
 CFG = ModelConfig(vocab_size=64, dim=32, num_layers=4, num_heads=4, num_kv_heads=2, head_dim=8, mlp_dim=64,
                   max_seq_len=256, eos_token_ids=())
@@ -67,10 +69,15 @@ def test_decode_with_the_recurrent_cache_equals_the_full_forward_at_every_step(m
     np.testing.assert_allclose(logits, full[jnp.arange(2), pos], atol=2e-5)
 
 
-def test_generate_runs_and_linear_cache_bytes_are_constant_in_t(model):
+def test_a_trained_hybrid_loads_and_generates_and_cache_bytes_are_constant_in_t(model, tmp_path):
   cfg, (graphdef, state) = model
-  result = Generator(cfg, graphdef, pad_to=8).generate(state, [[1, 2, 3], [4, 5, 6, 7, 8]], max_new_tokens=4)
-  assert [len(t) for t in result.tokens] == [4, 4]
+  export_model(str(tmp_path), cfg, state)        # what training writes (lcjax generate --model DIR reads it)
+  loaded = load_pretrained(str(tmp_path))
+  assert loaded.cfg == cfg
+  prompts = [[1, 2, 3], [4, 5, 6, 7, 8]]
+  result = Generator(cfg, graphdef, pad_to=8).generate(state, prompts, max_new_tokens=4)
+  again = Generator(loaded.cfg, loaded.graphdef, pad_to=8).generate(loaded.state, prompts, max_new_tokens=4)
+  assert [len(t) for t in result.tokens] == [4, 4] and again.tokens == result.tokens
   short, long = (cache_bytes(init_hybrid_cache(cfg, 2, n)) for n in (64, 4096))
   assert short["lightning"] == long["lightning"] == 3 * (2 * 4 * 8 * 8 * 4 + 2 * 4)  # fp32 [B, N, H, H], limit [B]
   assert long["attention"] == 64 * short["attention"]
