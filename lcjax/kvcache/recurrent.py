@@ -74,6 +74,8 @@ class RecurrentLayerState:
       decay: [N] rates.  positions: [B, T] contiguous positions of the chunk.
     """
     limit = self.limit
+    if impl == "auto" and q.shape[1] == 1:
+      impl = "recurrent"  # one token: MiniMax's decode step S = lambda S + k^T v, o = q S
     out, state = linear_attention(q, k, v, decay, initial_state=self.state, return_state=True, impl=impl,
                                   block_size=block_size, scale=scale)
     counts = jnp.clip(limit - positions[:, 0], 0, q.shape[1]).astype(jnp.int32)

@@ -29,7 +29,7 @@ def _grads(impl, **options):
     o, s = linear_attention(q, k, v, rates, initial_state=s0, segment_ids=SEG, return_state=True, impl=impl,
                             **options)
     return jnp.sum(o * jnp.cos(o)) + jnp.sum(jnp.sin(s)), (o, s)
-  return jax.grad(loss, argnums=(0, 1, 2, 3, 4), has_aux=True)
+  return jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3, 4), has_aux=True))
 
 
 @pytest.fixture(scope="module")

@@ -71,6 +71,8 @@ def test_decode_with_the_recurrent_cache_equals_the_full_forward_at_every_step(m
 
 def test_a_trained_hybrid_loads_and_generates_and_cache_bytes_are_constant_in_t(model, tmp_path):
   cfg, (graphdef, state) = model
+  if cfg.architecture != "hybrid":
+    pytest.skip("one flavour is enough for loading and generation")
   export_model(str(tmp_path), cfg, state)        # what training writes (lcjax generate --model DIR reads it)
   loaded = load_pretrained(str(tmp_path))
   assert loaded.cfg == cfg
@@ -99,7 +101,7 @@ def test_learnable_decay_gets_gradients():
   cfg = hybrid(CFG, 4).replace(decay_schedule="learnable")
   graphdef, state = nnx.split(init_model(cfg))
   toks = jax.random.randint(jax.random.PRNGKey(1), (1, 16), 0, 64)
-  grads = jax.grad(lambda s: jnp.sum(nnx.merge(graphdef, s)(toks)[0] ** 2))(state)
+  grads = jax.jit(jax.grad(lambda s: jnp.sum(nnx.merge(graphdef, s)(toks)[0] ** 2)))(state)
   g = grads["layers"][0]["attn"]["log_rate"][...]
   assert g.shape == (4,) and np.all(np.isfinite(g)) and np.any(g != 0)
 

@@ -1,17 +1,29 @@
 """ops.linear_attention: blocked == naive == recurrent, gradients, state passing, segments, limits, decay schedules."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from lcjax.errors import ImplUnavailableError, ShapeError, UnknownNameError
-from lcjax.ops import linear_attention
+from lcjax.ops import linear_attention as _linear_attention
 from lcjax.ops.linear_decay import alibi_slopes, decay_rates
 from tests.kernels.cases import segments
 
 B, T, N, K, H = 2, 45, 4, 2, 8
 RATES = jnp.asarray([0.7, 0.1, 0.01, 1e-5])
+
+
+@functools.cache
+def _jitted(**static):
+  return jax.jit(functools.partial(_linear_attention, **static))
+
+
+def linear_attention(q, k, v, decay, *, initial_state=None, segment_ids=None, **static):
+  """`ops.linear_attention`, jitted per static option set (eager dispatch of scans is slow on a busy CPU)."""
+  return _jitted(**static)(q, k, v, decay, initial_state=initial_state, segment_ids=segment_ids)
 
 
 def _inputs(t=T, seed=0):
@@ -46,10 +58,10 @@ def test_impls_match_the_naive_form_with_segments_and_state(oracle, impl, block)
 
 def _loss(impl, seg, block=16):
   def f(q, k, v, rates, s0):
-    o, s = linear_attention(q, k, v, rates, initial_state=s0, segment_ids=seg, return_state=True, impl=impl,
-                            block_size=block)
+    o, s = _linear_attention(q, k, v, rates, initial_state=s0, segment_ids=seg, return_state=True, impl=impl,
+                             block_size=block)
     return jnp.sum(o * jnp.cos(o)) + jnp.sum(jnp.sin(s))
-  return jax.grad(f, argnums=(0, 1, 2, 3, 4))
+  return jax.jit(jax.grad(f, argnums=(0, 1, 2, 3, 4)))
 
 
 @pytest.mark.parametrize("impl", ["recurrent", "xla_blocked"])
