@@ -70,6 +70,15 @@ class ModelConfig:
   # LongGen: (C, local blocks, stride) block-sparse pattern on every layer not in full_attention_layers (None: off)
   sparse_pattern: tuple[int, int, int] | None = None
   full_attention_layers: tuple[int, ...] = ()
+  # Linear-attention hybrids (MiniMax-01; lcjax.models.hybrid): architecture names an entry of lcjax.models.MODELS;
+  # layer_types gives each layer's block type ("attention", "lightning"; empty: all attention).
+  architecture: str = "llama"
+  layer_types: tuple[str, ...] = ()
+  decay_schedule: str = "minimax"        # name in lcjax.ops.linear_decay.DECAY_SCHEDULES
+  linear_attention_impl: str = "auto"    # name in lcjax.ops.LINEAR_ATTENTION_IMPLS
+  linear_block_size: int = 64
+  postnorm: bool = False                 # MiniMax: the residual is the normalised input (DeepNorm-style)
+  residual_alpha: float = 1.0            # MiniMax: (2 L)^(1/4) on the residual branch
 
   def __post_init__(self):
     for name in ("vocab_size", "dim", "num_layers", "num_heads", "num_kv_heads", "head_dim", "mlp_dim",
@@ -80,6 +89,9 @@ class ModelConfig:
       raise ConfigError(f"num_heads={self.num_heads} must be a multiple of num_kv_heads={self.num_kv_heads}")
     if self.head_dim % 2:
       raise ConfigError(f"head_dim={self.head_dim} must be even for RoPE")
+    if self.layer_types and len(self.layer_types) != self.num_layers:
+      raise ConfigError(f"layer_types has {len(self.layer_types)} entries, num_layers={self.num_layers}; give one "
+                        "block type per layer (or none: all attention)")
 
   def replace(self, **changes) -> "ModelConfig":
     """A copy with some fields changed (validated again)."""

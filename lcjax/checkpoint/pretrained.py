@@ -40,6 +40,8 @@ def load_pretrained(name_or_path: str = "smollm2-135m", *, rope_overrides: dict 
   from lcjax.models.bundled import BUNDLED, bundled_path
 
   path = bundled_path(name_or_path) if name_or_path in BUNDLED else name_or_path
+  if os.path.isdir(path) and _trained_dir(path):
+    return _load_trained(path, overrides)
   if os.path.isdir(path):
     cfg, params = safetensors_io.load_hf(path)
     tokenizer = _hf_dir_tokenizer(path, cfg)
@@ -68,6 +70,22 @@ def load_pretrained(name_or_path: str = "smollm2-135m", *, rope_overrides: dict 
     overrides["rope"] = rope
   cfg = cfg.replace(**overrides)
   graphdef, state = state_from_params(cfg, params, path)
+  return Pretrained(cfg, graphdef, state, tokenizer, path)
+
+
+def _trained_dir(path: str) -> bool:
+  """Whether `path` holds a model exported by `lcjax.training` (model_config.json, directly or under model/)."""
+  return any(os.path.exists(os.path.join(path, *sub, "model_config.json")) for sub in ((), ("model",)))
+
+
+def _load_trained(path: str, overrides: dict) -> Pretrained:
+  """A model exported by training (any architecture, e.g. a lightning hybrid); byte-level vocabularies (V = 260,
+  the data pipeline's `bytes` tokenizer) get that tokenizer."""
+  from lcjax.data.pipeline import ByteTokenizer
+  from lcjax.training.loop import load_trained
+
+  cfg, graphdef, state = load_trained(path, **overrides)
+  tokenizer = ByteTokenizer() if cfg.vocab_size == ByteTokenizer.vocab_size else None
   return Pretrained(cfg, graphdef, state, tokenizer, path)
 
 

@@ -20,11 +20,12 @@ def _run(args) -> int:
   from lcjax.models.bundled import bundled_path
   from lcjax.ops.attention import ATTENTION_IMPLS, AUTO_TABLE, current_platform, runs_here
   from lcjax.ops.decode import DECODE_IMPLS
+  from lcjax.ops.linear_attention import LINEAR_ATTENTION_IMPLS
 
   console = Console()
   console.print(f"[bold]lcjax[/bold] on jax {jax.__version__}, platform {current_platform()}, "
                 f"{jax.device_count()} device(s): {', '.join(sorted({d.device_kind for d in jax.devices()}))}")
-  for registry in (ATTENTION_IMPLS, DECODE_IMPLS):
+  for registry in (ATTENTION_IMPLS, DECODE_IMPLS, LINEAR_ATTENTION_IMPLS):
     table = Table(title=registry.kind + "s")
     for col in ("name", "platforms", "runs here", "about"):
       table.add_column(col)

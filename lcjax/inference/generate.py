@@ -120,6 +120,7 @@ class Generator:
     for i, p in enumerate(prompts):
       tokens[i, :len(p)] = p
     chunk = self.prefill_chunk or padded
+    cache = cache.with_prompt_lengths(jnp.asarray(lengths))
     logits = None
     for start in range(0, padded, chunk):
       stop = min(start + chunk, padded)

@@ -71,11 +71,20 @@ class KVCache:
   @property
   def max_len(self) -> int:
     """Slots per sequence (S)."""
-    return self.layers[0].k.shape[2]
+    layer = self.layers[0]
+    return layer.k.shape[2] if hasattr(layer, "k") else layer.max_len  # a recurrent layer records it
+
+  def with_prompt_lengths(self, lengths) -> "KVCache":
+    """Called by `Generator.prefill` with the prompt lengths [B] before prefilling; dense caches need nothing
+    (recurrent states do: `lcjax.kvcache.recurrent.HybridCache`)."""
+    return self
 
 
 def init_dense_cache(cfg, batch: int, max_len: int, dtype=jnp.float32) -> KVCache:
   """An empty dense cache for `cfg` (a ModelConfig): L layers of [B, K, max_len, H]."""
+  if any(kind != "attention" for kind in getattr(cfg, "layer_types", ())):
+    from lcjax.kvcache.recurrent import init_hybrid_cache  # linear-attention layers keep a state instead
+    return init_hybrid_cache(cfg, batch, max_len, dtype)
   layers = tuple(DenseLayerKV.zeros(batch, max_len, cfg.num_kv_heads, cfg.head_dim, dtype)
                  for _ in range(cfg.num_layers))
   return KVCache(layers, jnp.zeros((batch,), jnp.int32))

@@ -12,14 +12,20 @@ from lcjax.errors import CheckpointError
 from lcjax.models.llama import Llama
 
 
+def model_class(cfg: ModelConfig) -> type:
+  """The architecture `cfg.architecture` names in `lcjax.models.MODELS`."""
+  from lcjax.models import MODELS  # the registry imports every architecture
+  return MODELS.get(cfg.architecture)
+
+
 def init_model(cfg: ModelConfig, seed: int = 0) -> Llama:
   """A randomly initialised model."""
-  return Llama(cfg, key=jax.random.PRNGKey(seed))
+  return model_class(cfg)(cfg, key=jax.random.PRNGKey(seed))
 
 
 def abstract_model(cfg: ModelConfig):
   """(graphdef, abstract state) without allocating parameters."""
-  return nnx.split(nnx.eval_shape(lambda: Llama(cfg, key=jax.random.PRNGKey(0))))
+  return nnx.split(nnx.eval_shape(lambda: model_class(cfg)(cfg, key=jax.random.PRNGKey(0))))
 
 
 def check_params(cfg: ModelConfig, params: dict, source: str, error: type[Exception] = CheckpointError):

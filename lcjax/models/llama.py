@@ -54,10 +54,14 @@ class Llama(nnx.Module):
     pd = jnp.dtype(cfg.param_dtype)
     keys = jax.random.split(key, cfg.num_layers + 3)
     self.embed = Embed(cfg.vocab_size, cfg.dim, key=keys[0], param_dtype=pd)
-    self.layers = nnx.List([Block(cfg, key=keys[i + 1]) for i in range(cfg.num_layers)])
+    self.layers = nnx.List([self.make_block(cfg, i, keys[i + 1]) for i in range(cfg.num_layers)])
     self.norm = RMSNorm(cfg.dim, cfg.norm_eps, key=keys[-2], param_dtype=pd)
     if not cfg.tie_embeddings:
       self.lm_head = axes.param(keys[-1], (cfg.dim, cfg.vocab_size), (axes.EMBED, axes.VOCAB), pd)
+
+  def make_block(self, cfg: ModelConfig, layer: int, key: jax.Array) -> nnx.Module:
+    """Layer `layer`'s block (architectures with other block types override this)."""
+    return Block(cfg, key=key)
 
   def mask_for(self, positions, segment_ids=None, cached: bool = False) -> MaskSpec:
     """The model's mask: causal, its sliding window and sinks, documents from segment ids."""

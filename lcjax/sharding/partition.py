@@ -135,7 +135,8 @@ def logical_shardings(tree, logical_tree, mesh: Mesh, rules: str | Rules):
 def cache_logical_axes(cache):
   """Logical axes of a dense `KVCache`: k, v [B, K, S, H] and lengths [B]."""
   kv = (ax.CACHE_BATCH, ax.CACHE_KV_HEADS, ax.CACHE_SEQ, ax.CACHE_HEAD_DIM)
-  layers = tuple(type(layer)(**{name: kv for name in vars(layer)}) for layer in cache.layers)
+  layers = tuple(layer.logical_axes() if hasattr(layer, "logical_axes")  # recurrent states name their own
+                 else type(layer)(**{name: kv for name in vars(layer)}) for layer in cache.layers)
   return type(cache)(layers=layers, lengths=(ax.CACHE_BATCH,))
 
 
