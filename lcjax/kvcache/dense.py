@@ -71,11 +71,17 @@ class KVCache:
   @property
   def max_len(self) -> int:
     """Slots per sequence (S)."""
-    return self.layers[0].k.shape[2]
+    layer = self.layers[0]
+    return (layer.kq if hasattr(layer, "kq") else layer.k).shape[2]  # int8 layers: no dequantising for a shape
 
 
 def init_dense_cache(cfg, batch: int, max_len: int, dtype=jnp.float32) -> KVCache:
-  """An empty dense cache for `cfg` (a ModelConfig): L layers of [B, K, max_len, H]."""
+  """An empty dense cache for `cfg` (a ModelConfig): L layers of [B, K, max_len, H] (int8: `Int8LayerKV`s)."""
+  if jnp.dtype(dtype) == jnp.int8:
+    from lcjax.kvcache.quantized import Int8LayerKV
+
+    layers = tuple(Int8LayerKV.zeros(batch, max_len, cfg.num_kv_heads, cfg.head_dim) for _ in range(cfg.num_layers))
+    return KVCache(layers, jnp.zeros((batch,), jnp.int32))
   layers = tuple(DenseLayerKV.zeros(batch, max_len, cfg.num_kv_heads, cfg.head_dim, dtype)
                  for _ in range(cfg.num_layers))
   return KVCache(layers, jnp.zeros((batch,), jnp.int32))
