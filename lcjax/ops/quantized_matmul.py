@@ -5,7 +5,8 @@
 | reference     | all       | dequantise W to f32, one f32 dot (HIGHEST precision): the oracle            |
 | xla           | all       | `XLA_FORMS[form]` (default "dequant": W dequantised in x's dtype, one dot    |
 |               |           | with f32 accumulation; "int8_dot": int8 x int8 -> int32 with per-row, per-group |
-|               |           | dynamic activation scales, 8-bit formats only)                              |
+|               |           | dynamic activation scales, 8-bit formats only; "reduce": one fused multiply- |
+|               |           | reduce loop reading the integers, for M = 1 decode)                         |
 | pallas_triton | gpu       | Triton kernel, one group of rows per step, dequantised in registers         |
 | pallas_tpu    | tpu       | Mosaic TPU kernel, K-tiled with a VMEM accumulator                          |
 
@@ -78,7 +79,15 @@ def _form_int8_dot(x, w: QArray):
   return jnp.einsum("mgn,mg,gn->mn", part.astype(jnp.float32), sx, w.scale.astype(jnp.float32))
 
 
-XLA_FORMS = {"dequant": _form_dequant, "int8_dot": _form_int8_dot}
+def _form_reduce(x, w: QArray):
+  k, n = w.matrix_shape
+  wd = (integer_values(w).reshape(k // w.group, w.group, n) * w.scale.astype(jnp.float32)[:, None, :])
+  if w.mins is not None:
+    wd = wd + w.mins.astype(jnp.float32)[:, None, :]
+  return jnp.sum(x.astype(jnp.float32)[:, :, None] * wd.reshape(k, n)[None], axis=1)
+
+
+XLA_FORMS = {"dequant": _form_dequant, "int8_dot": _form_int8_dot, "reduce": _form_reduce}
 
 
 @QUANTIZED_MATMUL_IMPLS.register("xla")

@@ -33,7 +33,8 @@ def test_xla_and_kernels_match_reference(weights, fmt, m):
   w, x = weights[fmt], _x(m)
   ref = np.asarray(quantized_matmul(x, w, impl="reference"))
   scale = np.abs(ref).max()
-  for impl, opts in (("xla", {}), ("pallas_triton", {"interpret": True}), ("pallas_tpu", {"interpret": True})):
+  for impl, opts in (("xla", {}), ("xla", {"form": "reduce"}), ("pallas_triton", {"interpret": True}),
+                     ("pallas_tpu", {"interpret": True})):
     got = np.asarray(quantized_matmul(x, w, impl=impl, **opts))
     np.testing.assert_allclose(got, ref, atol=2e-5 * scale, rtol=0, err_msg=impl)
 
