@@ -5,16 +5,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from lcjax.inference import Generator
 from lcjax.inference.kv_method import MethodGenerator, forced_logits
 from lcjax.kvcache import make_method
 from lcjax.kvcache.quantized import Int8LayerKV, Int8MethodLayerKV, dequantize_kv, kv_bytes, quantize_kv
-from lcjax.models.build import init_model
+from tests.memory.test_method_offload import CONTEXT, MAX_LEN, tiny  # noqa: F401  (the shared tiny fixture)
 from tests.tiny import TINY
-
-MAX_LEN, CONTEXT, STEPS = 96, 70, 6
 
 
 def test_per_token_quantisation_is_within_half_a_step():
@@ -24,13 +21,6 @@ def test_per_token_quantisation_is_within_half_a_step():
   assert q.dtype == jnp.int8 and s.shape == (2, 5, 3, 1)
   err = jnp.abs(dequantize_kv(q, s) - x)
   assert bool(jnp.all(err <= s / 2 * (1 + 1e-6))) and bool(jnp.all(dequantize_kv(q, s)[0, 0, 0] == 0))
-
-
-@pytest.fixture(scope="module")
-def tiny():
-  graphdef, state = nnx.split(init_model(TINY, seed=1))
-  r = np.random.default_rng(0)
-  return graphdef, state, r.integers(3, 90, CONTEXT).tolist(), r.integers(3, 90, (1, STEPS))
 
 
 def _forced(tiny, cache_dtype, method=None):
