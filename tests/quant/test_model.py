@@ -95,6 +95,7 @@ def test_cli_generate_rejects_unknown_weights(capsys):
   assert "accepted: fp32, bf16, gguf" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_file_as_shipped_matches_llama_cpp_logits(runs, smollm2_path):
   """lcjax on the GGUF's Q4_1/Q8_0 tensors vs llama.cpp on the same file: the same next tokens and logits within
   llama.cpp's own quantisation noise (it rounds activations to 8 bits for its Q4_1/Q8_0 dot products).
