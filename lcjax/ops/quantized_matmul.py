@@ -9,16 +9,18 @@
 |               |           | reduce loop reading the integers, for M = 1 decode)                         |
 | pallas_triton | gpu       | Triton kernel, one group of rows per step, dequantised in registers         |
 | pallas_tpu    | tpu       | Mosaic TPU kernel, K-tiled with a VMEM accumulator                          |
+| pallas_mosaic_gpu | gpu sm_90 | Mosaic GPU kernel (TMA, wgmma): per-channel int8, f16/bf16 activations  |
 
 | platform | auto order                  |
 |----------|-----------------------------|
 | cpu      | xla                         |
-| gpu      | pallas_triton, xla          |
+| gpu      | pallas_mosaic_gpu (sm_90), pallas_triton, xla |
 | tpu      | pallas_tpu, xla             |
 
 "auto" skips a kernel whose tiles the call does not fit (`pallas_kernels.quantized_matmul.tiles`). The Pallas impls
 are `interpretable`: on CPU they run only with `interpret=True`; asked for by name without it they raise
-`ImplUnavailableError`. Mosaic GPU (Hopper wgmma) has no quantised kernel yet: on GPU the Triton kernel serves.
+`ImplUnavailableError`. The Mosaic GPU kernel takes per-channel int8 only (its group-wise variant does not lower):
+group formats on GPU take the Triton kernel.
 The measured CPU study of the XLA forms is in `benchmarks/RESULTS.md` ("Quantised matmul on XLA:CPU").
 """
 
@@ -33,6 +35,7 @@ import jax.numpy as jnp
 import pallas_kernels.quantized_matmul as pqm
 from lcjax.errors import ShapeError
 from lcjax.ops.attention import resolve_impl
+from lcjax.ops.attention_pallas import hopper_available
 from lcjax.quant.formats import QArray, dequantize_matrix, integer_values
 from lcjax.registry import Registry
 
@@ -40,7 +43,7 @@ QUANTIZED_MATMUL_IMPLS: Registry[Callable] = Registry("quantized-matmul impl")
 
 AUTO_TABLE: dict[str, tuple[str, ...]] = {
     "cpu": ("xla",),
-    "gpu": ("pallas_triton", "xla"),
+    "gpu": ("pallas_mosaic_gpu", "pallas_triton", "xla"),
     "tpu": ("pallas_tpu", "xla"),
 }
 
@@ -113,6 +116,11 @@ QUANTIZED_MATMUL_IMPLS.register("pallas_triton", _kernel_impl("triton"), platfor
                                 doc="Pallas Triton kernel: one group per step, dequantised in registers")
 QUANTIZED_MATMUL_IMPLS.register("pallas_tpu", _kernel_impl("tpu"), platforms=("tpu",), caps=_CAPS,
                                 doc="Pallas Mosaic TPU kernel: K-tiled, VMEM accumulator")
+
+
+QUANTIZED_MATMUL_IMPLS.register("pallas_mosaic_gpu", _kernel_impl("mosaic_gpu"), platforms=("gpu",),
+                                caps=dict(_CAPS, supported=hopper_available),
+                                doc="Pallas Mosaic GPU kernel (Hopper TMA + wgmma), per-channel int8, f16/bf16 x")
 
 
 def fits(name: str, x, w: QArray) -> bool:

@@ -1,6 +1,6 @@
 """Weight-only quantised matmul: x [M, K] @ W [K, N] with W stored as integers + per-group scales (+ mins).
 
-Targets "triton", "tpu" and "reference" (dequantise, then one f32 dot). Weights stay in their stored layout
+Targets "triton", "mosaic_gpu" (per-channel int8 only), "tpu" and "reference" (dequantise, then one f32 dot). Weights stay in their stored layout
 (`lcjax.quant.QArray`: int8 [K, N] or ggml-packed nibbles [K / 2, N]); 4-bit calls split x's columns into each
 32-block's first and last halves (`split_halves`), so kernels never interleave nibbles back into rows.
 Shapes: M is padded to the target's row tile (decode M = 1..16 is one tile); N must be divisible by a column tile.
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from pallas_kernels.quantized_matmul import gpu_triton, tpu
+from pallas_kernels.quantized_matmul import gpu_mosaic, gpu_triton, tpu
 from pallas_kernels.quantized_matmul.reference import (QSpec, dequant_tile, dequantize, quantized_matmul_reference,
                                                         split_halves)
 from pallas_kernels.tile_math import next_power_of_2, round_up
 
-TARGETS = ("triton", "tpu", "reference")
+TARGETS = ("triton", "mosaic_gpu", "tpu", "reference")
 
 
 def _divisor(n: int, candidates) -> int | None:
@@ -24,6 +24,9 @@ def _divisor(n: int, candidates) -> int | None:
 
 def tiles(target: str, m: int, k_rows: int, n: int, group_rows: int, dtype) -> dict | None:
   """Tile sizes of `target` for an [M, K'] x [K', N] call (K' = stored rows), or None when N or K' do not fit."""
+  if target == "mosaic_gpu":
+    return dict(block_m=gpu_mosaic.ROWS_PER_CTA) if (group_rows == k_rows and k_rows % 64 == 0 and n % 64 == 0
+                                                      and jnp.dtype(dtype).itemsize == 2) else None
   if target == "triton":
     bn = _divisor(n, (128, 64, 32, 16))
     bm = min(64, max(16, next_power_of_2(m)))
@@ -61,6 +64,8 @@ def quantized_matmul(x, values, scale, mins, *, spec: QSpec, target: str, interp
   mp = round_up(m, sizes["block_m"])
   xp = jnp.pad(x, ((0, mp - m), (0, 0)))
   xs = split_halves(xp) if spec.bits == 4 else (xp,)
+  if target == "mosaic_gpu":
+    return gpu_mosaic.quantized_matmul(xp, values, scale, spec=spec, interpret=interpret)[:m]
   kernel = gpu_triton.quantized_matmul if target == "triton" else tpu.quantized_matmul
   return kernel(tuple(xs), values, scale, mins, spec=spec, interpret=interpret, **sizes)[:m]
 

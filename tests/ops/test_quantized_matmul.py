@@ -81,7 +81,8 @@ def test_bad_calls_raise(weights):
     quantized_matmul(_x(1), w, impl="pallas")
   with pytest.raises(ShapeError, match="8-bit formats"):
     quantized_matmul(_x(1), w, impl="xla", form="int8_dot")
-  assert {"reference", "xla", "pallas_triton", "pallas_tpu"} <= set(QUANTIZED_MATMUL_IMPLS.names())
+  assert {"reference", "xla", "pallas_triton", "pallas_tpu", "pallas_mosaic_gpu"} <= set(
+      QUANTIZED_MATMUL_IMPLS.names())
 
 
 TPU = jax.sharding.AbstractDevice(device_kind="TPU v5 lite", num_cores=1, platform="tpu")
@@ -100,3 +101,21 @@ def test_kernels_lower_for_their_platform(target, fmt, m, k, n):
   with device:
     text = jax.jit(fn).trace(x, w.values, w.scale, w.mins).lower(lowering_platforms=(platform,)).as_text()
   assert text.count(f"custom_call @{call}") == 1
+
+
+def test_mosaic_gpu_int8_kernel_interprets_and_lowers(weights):
+  """Per-channel int8 (W8A16) on Hopper: the GPU interpreter under an abstract H100 equals the reference, and the
+  kernel lowers for cuda; group formats are not offered (auto skips it for them)."""
+  from lcjax.ops.quantized_matmul import fits
+
+  w, x = weights["int8"], _x(40, jnp.bfloat16)
+  ref = np.asarray(quantized_matmul(x.astype(jnp.float32), w, impl="reference"))
+  with gpu_device():
+    got = np.asarray(quantized_matmul(x, w, impl="pallas_mosaic_gpu", interpret=True, out_dtype=jnp.float32))
+  np.testing.assert_allclose(got, ref, atol=0.02 * np.abs(ref).max())
+  assert not fits("pallas_mosaic_gpu", x, weights["q4_1"]) and fits("pallas_mosaic_gpu", x, w)
+  big = jax.eval_shape(lambda a: quantize_matrix(a, "int8"), jax.ShapeDtypeStruct((2048, 1536), jnp.float32))
+  fn = lambda x, v, s: kernel_qmm(x, v, s, None, spec=qspec(big), target="mosaic_gpu")  # noqa: E731
+  text = jax.jit(fn).trace(jax.ShapeDtypeStruct((16, 2048), jnp.bfloat16), big.values, big.scale).lower(
+      lowering_platforms=("cuda",)).as_text()
+  assert "mosaic_gpu" in text
