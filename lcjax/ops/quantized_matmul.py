@@ -3,7 +3,7 @@
 | impl          | platforms | how                                                                         |
 |---------------|-----------|-----------------------------------------------------------------------------|
 | reference     | all       | dequantise W to f32, one f32 dot (HIGHEST precision): the oracle            |
-| xla           | all       | `XLA_FORMS[form]` (default "dequant": W dequantised in x's dtype, one dot    |
+| xla           | all       | `XLA_FORMS[form]` (default "auto" = `auto_form`; "dequant": W dequantised in x's dtype, one dot |
 |               |           | with f32 accumulation; "int8_dot": int8 x int8 -> int32 with per-row, per-group |
 |               |           | dynamic activation scales, 8-bit formats only; "reduce": one fused multiply- |
 |               |           | reduce loop reading the integers, for M = 1 decode)                         |
@@ -93,9 +93,16 @@ def _form_reduce(x, w: QArray):
 XLA_FORMS = {"dequant": _form_dequant, "int8_dot": _form_int8_dot, "reduce": _form_reduce}
 
 
+def auto_form(x, w: QArray) -> str:
+  """The xla form `form="auto"` takes: "reduce" for one row against per-channel 8-bit weights (the only quantised
+  decode form that kept up with the fp32 dot on the measured EPYC: RESULTS.md), else "dequant"."""
+  return "reduce" if x.shape[0] == 1 and w.format.bits == 8 and w.group == w.matrix_shape[0] else "dequant"
+
+
 @QUANTIZED_MATMUL_IMPLS.register("xla")
-def qmm_xla(x, w: QArray, *, form: str = "dequant"):
+def qmm_xla(x, w: QArray, *, form: str = "auto"):
   """The best XLA form found (see module doc): x [M, K] -> [M, N] f32."""
+  form = auto_form(x, w) if form == "auto" else form
   if form not in XLA_FORMS:
     raise ShapeError(f"unknown xla quantized-matmul form {form!r}; accepted: {sorted(XLA_FORMS)}")
   return XLA_FORMS[form](x, w)

@@ -62,6 +62,13 @@ def test_bf16_activations_in_kernels(weights):
     np.testing.assert_allclose(got, ref, atol=0.02 * np.abs(ref).max(), err_msg=impl)
 
 
+def test_xla_auto_form_reduces_decode_rows_of_per_channel_int8(weights):
+  from lcjax.ops.quantized_matmul import auto_form
+
+  assert auto_form(_x(1), weights["int8"]) == "reduce"
+  assert auto_form(_x(2), weights["int8"]) == "dequant" and auto_form(_x(1), weights["q8_0"]) == "dequant"
+
+
 def test_leading_dims_auto_and_out_dtype(weights):
   w = weights["q8_0"]
   x = _x(6).reshape(2, 3, K)
