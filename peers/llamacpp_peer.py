@@ -4,6 +4,8 @@ Requests (JSON on stdin, answer on stdout):
   {"op": "tokenize", "gguf": path, "texts": [...]}                        -> {"ids": [[...], ...]}
   {"op": "bench", "gguf": path, "context": n, "decode_tokens": m, "threads": t}
       -> {"prefill_tok_s": x, "decode_tok_s": y}
+  {"op": "logits", "gguf": path, "ids": [...], "rows": [...], "threads": t}
+      -> {"logits": [[V floats] per row in rows], "argmax": [one per position]}
 """
 
 import json
@@ -40,6 +42,15 @@ def main():
       model.eval([int(last_logits().argmax())])
     t2 = time.perf_counter()
     ans = {"prefill_tok_s": ctx / (t1 - t0), "decode_tok_s": n_dec / (t2 - t1)}
+  elif req["op"] == "logits":
+    import numpy as np
+
+    ids = req["ids"]
+    model = Llama(model_path=req["gguf"], n_ctx=len(ids) + 8, n_batch=512, n_threads=req.get("threads") or 2,
+                  logits_all=True, verbose=False)
+    model.eval(ids)
+    scores = np.asarray(model.scores[:len(ids)], np.float32)
+    ans = {"logits": scores[req["rows"]].tolist(), "argmax": scores.argmax(-1).tolist()}
   else:
     raise SystemExit(f"unknown op {req['op']!r}")
   json.dump(ans, sys.stdout)

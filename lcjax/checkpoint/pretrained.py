@@ -24,7 +24,7 @@ class Pretrained:
 
 
 def load_pretrained(name_or_path: str = "smollm2-135m", *, rope_overrides: dict | None = None,
-                    **overrides) -> Pretrained:
+                    weights: str = "fp32", **overrides) -> Pretrained:
   """Loads a model.
 
   Args:
@@ -32,12 +32,19 @@ def load_pretrained(name_or_path: str = "smollm2-135m", *, rope_overrides: dict 
     rope_overrides: RopeConfig fields to change, keeping the file's others (e.g. {"scaling": "yarn", "factor": 4}).
     **overrides: ModelConfig fields to change after reading the file (e.g. `rope=RopeConfig(...)`,
       `dtype="bfloat16"`, `attention_impl="reference"`). Shape fields cannot change.
+    weights: how the matmul weights are held (`lcjax.quant.WEIGHTS`): "fp32" (dequantised, the default), "bf16"
+      (param_dtype bfloat16), "gguf" (a GGUF file's Q8_0/Q4_0/Q4_1 tensors kept as stored), or a quantised format
+      (`int8`, `q8_0`, `q4_0`, `q4_1`: GGUF tensors already in it kept as stored, the rest quantised from fp).
   Raises:
     CheckpointError: missing/corrupt files or tensors that do not fit.
   """
   from lcjax.checkpoint import gguf, safetensors_io
   from lcjax.models.build import state_from_params
   from lcjax.models.bundled import BUNDLED, bundled_path
+  from lcjax.quant import WEIGHTS, gguf_params, quantize_params
+
+  if weights not in WEIGHTS:
+    raise CheckpointError(f"weights {weights!r} is not known; accepted: {', '.join(WEIGHTS)}")
 
   path = bundled_path(name_or_path) if name_or_path in BUNDLED else name_or_path
   if os.path.isdir(path) and _trained_dir(path):
@@ -48,7 +55,7 @@ def load_pretrained(name_or_path: str = "smollm2-135m", *, rope_overrides: dict 
   elif path.endswith(".gguf") or os.path.isfile(path):
     g = gguf.read_gguf(path)
     cfg = gguf.config_from_gguf(g)
-    params = gguf.params_from_gguf(g, cfg)
+    params = gguf.params_from_gguf(g, cfg) if weights in ("fp32", "bf16") else gguf_params(g, cfg, weights)
     tokenizer = (Tokenizer.from_tokenizer_data(gguf.tokenizer_data(g), cfg.eos_token_ids, path)
                  if "tokenizer.ggml.tokens" in g.metadata else None)
   else:
@@ -68,7 +75,13 @@ def load_pretrained(name_or_path: str = "smollm2-135m", *, rope_overrides: dict 
     if not (math.isfinite(rope.factor) and rope.factor > 0):
       raise ConfigError(f"RoPE factor must be finite and > 0, got {rope.factor}")
     overrides["rope"] = rope
+  if weights == "gguf" and not os.path.isfile(path):
+    raise CheckpointError(f"weights='gguf' keeps a GGUF file's quantised tensors; {path!r} is not a GGUF file")
+  if weights == "bf16":
+    overrides.setdefault("param_dtype", "bfloat16")
   cfg = cfg.replace(**overrides)
+  if weights not in ("fp32", "bf16", "gguf") and os.path.isdir(path):
+    params = quantize_params(cfg, params, weights)
   graphdef, state = state_from_params(cfg, params, path)
   return Pretrained(cfg, graphdef, state, tokenizer, path)
 

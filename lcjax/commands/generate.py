@@ -16,6 +16,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="compute dtype")
   p.add_argument("--rope-scaling", default=None, help="RoPE scaling name (none, linear, ntk, yarn, llama3, abf)")
   p.add_argument("--rope-factor", type=float, default=1.0, help="RoPE scaling factor")
+  p.add_argument("--weights", default="fp32", help="fp32, bf16, gguf (a GGUF file's quantised tensors as stored), "
+                 "or a quantised format: int8, q8_0, q4_0, q4_1 (see lcjax.quant)")
 
 
 def load_from_args(args):
@@ -26,7 +28,8 @@ def load_from_args(args):
   if not args.rope_scaling and args.rope_factor != 1.0:
     raise ConfigError(f"--rope-factor {args.rope_factor} needs --rope-scaling (linear, ntk, yarn, llama3, abf)")
   rope = {"scaling": args.rope_scaling, "factor": args.rope_factor} if args.rope_scaling else None
-  return load_pretrained(args.model, rope_overrides=rope, attention_impl=args.attention_impl, dtype=args.dtype)
+  return load_pretrained(args.model, rope_overrides=rope, attention_impl=args.attention_impl, dtype=args.dtype,
+                         weights=getattr(args, "weights", "fp32"))
 
 
 def _add(p: argparse.ArgumentParser) -> None:

@@ -276,6 +276,10 @@ def init_method_cache(cfg: ModelConfig, method: KVMethod, batch: int, max_len: i
     qstat = jnp.zeros((batch, cfg.num_kv_heads, cfg.head_dim, cfg.head_dim), jnp.float32) \
         if method.uses_queries else None
     layers.append(MethodLayerKV(dense.k, dense.v, method.init(spec), qstat, method, spec))
+  if jnp.dtype(dtype) == jnp.int8:  # int8 keys/values (lcjax.kvcache.quantized), the method's index unchanged
+    from lcjax.kvcache.quantized import int8_method_layer
+
+    layers = [int8_method_layer(layer) for layer in layers]
   return KVCache(tuple(layers), jnp.zeros((batch,), jnp.int32))
 
 

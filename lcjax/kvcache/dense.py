@@ -72,7 +72,9 @@ class KVCache:
   def max_len(self) -> int:
     """Slots per sequence (S)."""
     layer = self.layers[0]
-    return layer.k.shape[2] if hasattr(layer, "k") else layer.max_len  # a recurrent layer records it
+    if hasattr(layer, "k"):
+      return layer.k.shape[2]
+    return layer.kq.shape[2] if hasattr(layer, "kq") else layer.max_len  # int8 layers; a recurrent layer records it
 
   def with_prompt_lengths(self, lengths) -> "KVCache":
     """Called by `Generator.prefill` with the prompt lengths [B] before prefilling; dense caches need nothing
@@ -81,10 +83,15 @@ class KVCache:
 
 
 def init_dense_cache(cfg, batch: int, max_len: int, dtype=jnp.float32) -> KVCache:
-  """An empty dense cache for `cfg` (a ModelConfig): L layers of [B, K, max_len, H]."""
+  """An empty dense cache for `cfg` (a ModelConfig): L layers of [B, K, max_len, H] (int8: `Int8LayerKV`s)."""
   if any(kind != "attention" for kind in getattr(cfg, "layer_types", ())):
     from lcjax.kvcache.recurrent import init_hybrid_cache  # linear-attention layers keep a state instead
     return init_hybrid_cache(cfg, batch, max_len, dtype)
+  if jnp.dtype(dtype) == jnp.int8:
+    from lcjax.kvcache.quantized import Int8LayerKV
+
+    layers = tuple(Int8LayerKV.zeros(batch, max_len, cfg.num_kv_heads, cfg.head_dim) for _ in range(cfg.num_layers))
+    return KVCache(layers, jnp.zeros((batch,), jnp.int32))
   layers = tuple(DenseLayerKV.zeros(batch, max_len, cfg.num_kv_heads, cfg.head_dim, dtype)
                  for _ in range(cfg.num_layers))
   return KVCache(layers, jnp.zeros((batch,), jnp.int32))

@@ -11,6 +11,7 @@ from lcjax.config import ModelConfig
 from lcjax.layers.rope import apply_rope
 from lcjax.ops.attention import attention
 from lcjax.ops.mask import MaskSpec
+from lcjax.quant.linear import dense
 from lcjax.sharding import axes
 from lcjax.sharding.partition import constrain
 
@@ -42,9 +43,9 @@ class Attention(nnx.Module):
   def project_qkv(self, x: jax.Array, cos: jax.Array, sin: jax.Array):
     """x [B, T, D] -> q [B, T, N, H], k, v [B, T, K, H] with RoPE applied to q and k."""
     dt = x.dtype
-    q = jnp.einsum("btd,dnh->btnh", x, self.wq[...].astype(dt))
-    k = jnp.einsum("btd,dkh->btkh", x, self.wk[...].astype(dt))
-    v = jnp.einsum("btd,dkh->btkh", x, self.wv[...].astype(dt))
+    q = dense("btd,dnh->btnh", x, self.wq)
+    k = dense("btd,dkh->btkh", x, self.wk)
+    v = dense("btd,dkh->btkh", x, self.wv)
     if self.use_bias:
       q, k, v = q + self.bq[...].astype(dt), k + self.bk[...].astype(dt), v + self.bv[...].astype(dt)
     q, k, v = apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
@@ -73,6 +74,5 @@ class Attention(nnx.Module):
     out = constrain(out, (axes.ACT_BATCH, axes.ACT_SEQ, axes.ACT_HEADS, None))
     # One [B, T, N*H] x [N*H, D] product: XLA CPU copies W_o to a transposed layout for the 4-D contraction.
     b, t, n, h = out.shape
-    wo = self.wo[...].astype(x.dtype).reshape(n * h, -1)
-    y = jnp.einsum("btf,fd->btd", out.reshape(b, t, n * h), wo)
+    y = dense("btf,fd->btd", out.reshape(b, t, n * h), self.wo, shape=(n * h, -1))
     return constrain(y, (axes.ACT_BATCH, axes.ACT_SEQ, axes.ACT_EMBED)), layer_cache

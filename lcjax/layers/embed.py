@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lcjax.quant.linear import dense, embed_lookup
 from lcjax.sharding import axes
 
 
@@ -21,8 +22,8 @@ class Embed(nnx.Module):
 
   def __call__(self, tokens: jax.Array, dtype) -> jax.Array:
     """[B, T] int -> [B, T, D]."""
-    return jnp.take(self.table[...], tokens, axis=0).astype(dtype)
+    return embed_lookup(self.table, tokens).astype(dtype)
 
   def attend(self, x: jax.Array) -> jax.Array:
     """Tied output head: [B, T, D] -> [B, T, V] logits (fp32)."""
-    return jnp.einsum("btd,vd->btv", x, self.table[...].astype(x.dtype), preferred_element_type=jnp.float32)
+    return dense("btd,vd->btv", x, self.table, preferred_element_type=jnp.float32)

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
 
+from lcjax.quant.linear import dense
 from lcjax.sharding import axes
 from lcjax.sharding.partition import constrain
 
@@ -26,9 +27,8 @@ class SwiGLU(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """[B, T, D] -> [B, T, D]."""
-    dt = x.dtype
-    gate = jnp.einsum("btd,df->btf", x, self.gate[...].astype(dt))
-    up = jnp.einsum("btd,df->btf", x, self.up[...].astype(dt))
+    gate = dense("btd,df->btf", x, self.gate)
+    up = dense("btd,df->btf", x, self.up)
     hidden = checkpoint_name(jax.nn.silu(gate) * up, "mlp_hidden")
     hidden = constrain(hidden, (axes.ACT_BATCH, axes.ACT_SEQ, axes.ACT_MLP))
-    return jnp.einsum("btf,fd->btd", hidden, self.down[...].astype(dt))
+    return dense("btf,fd->btd", hidden, self.down)

@@ -10,6 +10,7 @@ from flax import nnx
 from lcjax.config import ModelConfig
 from lcjax.errors import CheckpointError
 from lcjax.models.llama import Llama
+from lcjax.quant.formats import is_qarray
 
 
 def model_class(cfg: ModelConfig) -> type:
@@ -38,7 +39,7 @@ def check_params(cfg: ModelConfig, params: dict, source: str, error: type[Except
   """
   graphdef, abstract = abstract_model(cfg)
   flat_want = dict(jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(abstract))[0])
-  flat_have = dict(jax.tree_util.tree_flatten_with_path(params)[0])
+  flat_have = dict(jax.tree_util.tree_flatten_with_path(params, is_leaf=is_qarray)[0])  # a QArray is one param
   path_str = lambda p: ".".join(str(getattr(k, "key", k)) for k in p)  # noqa: E731
   missing = [path_str(p) for p in flat_want if p not in flat_have]
   extra = [path_str(p) for p in flat_have if p not in flat_want]
@@ -64,7 +65,8 @@ def state_from_params(cfg: ModelConfig, params: dict, source: str):
   """
   graphdef, abstract, flat_want, flat_have = check_params(cfg, params, source)
   dtype = jnp.dtype(cfg.param_dtype)
-  leaves = {p: jnp.asarray(flat_have[p], dtype) for p in flat_want}
+  leaves = {p: jax.tree.map(jnp.asarray, flat_have[p]) if is_qarray(flat_have[p]) else jnp.asarray(flat_have[p], dtype)
+            for p in flat_want}
   filled = jax.tree_util.tree_map_with_path(lambda p, _: leaves[p], nnx.to_pure_dict(abstract))
   nnx.replace_by_pure_dict(abstract, filled)
   return graphdef, abstract

@@ -21,6 +21,7 @@ from lcjax.layers.mlp import SwiGLU
 from lcjax.layers.norm import RMSNorm
 from lcjax.layers.rope import rope_cos_sin, rope_frequencies
 from lcjax.ops.mask import MaskSpec
+from lcjax.quant.linear import dense
 from lcjax.sharding import axes
 from lcjax.sharding.partition import constrain
 
@@ -111,7 +112,7 @@ class Llama(nnx.Module):
     if self.cfg.tie_embeddings:
       logits = self.embed.attend(h)
     else:
-      logits = jnp.einsum("btd,dv->btv", h, self.lm_head[...].astype(h.dtype), preferred_element_type=jnp.float32)
+      logits = dense("btd,dv->btv", h, self.lm_head, preferred_element_type=jnp.float32)
     return constrain(logits, (axes.ACT_BATCH, axes.ACT_SEQ, axes.ACT_VOCAB))
 
   def __call__(self, tokens, positions=None, *, cache=None, segment_ids=None, logits_at=None, rope_scale=None):

@@ -11,3 +11,4 @@ from lcjax.ops import decode_pallas  # noqa: E402,F401  (registers the pallas de
 from lcjax.ops.block_sparse import BLOCK_SPARSE_IMPLS, block_sparse_attention  # noqa: E402,F401
 from lcjax.ops.linear_attention import LINEAR_ATTENTION_IMPLS, linear_attention  # noqa: E402,F401
 from lcjax.ops import linear_attention_context  # noqa: E402,F401  (registers lasp)
+from lcjax.ops.quantized_matmul import QUANTIZED_MATMUL_IMPLS, quantized_matmul  # noqa: E402,F401

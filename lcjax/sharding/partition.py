@@ -18,6 +18,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lcjax.errors import ShardingError
+from lcjax.quant.formats import is_qarray
 from lcjax.sharding import axes as ax
 from lcjax.sharding.mesh import mesh_sizes
 from lcjax.sharding.rules import Rules, get_rules, resolve
@@ -114,10 +115,22 @@ def param_shardings(state, mesh: Mesh, rules: str | Rules):
   sizes = mesh_sizes(mesh)
   logical = jax.tree.leaves(nnx.get_partition_spec(state), is_leaf=_is_spec)
   leaves, treedef = jax.tree.flatten(state)
+  if any(is_qarray(v) for v in jax.tree.leaves(state, is_leaf=is_qarray)):
+    logical = _quantized_logical(state, logical)
   if len(logical) != len(leaves):
     raise ShardingError(f"{len(leaves)} param leaves but {len(logical)} logical annotations")
   out = [NamedSharding(mesh, resolve(tuple(spec), rules, sizes, leaf.shape)) for spec, leaf in zip(logical, leaves)]
   return jax.tree.unflatten(treedef, out)
+
+
+def _quantized_logical(state, logical: list) -> list:
+  """Per-array logical names where some params are `QArray`s: each of a QArray's leaves (values, scale, mins)
+  takes the QArray's own two names (`QArray.axes`); a plain param keeps its Variable's names."""
+  out, specs = [], iter(logical)
+  for value in jax.tree.leaves(state, is_leaf=is_qarray):
+    spec = next(specs)
+    out.extend(jax.tree.leaves(value.logical_axes(), is_leaf=_is_names) if is_qarray(value) else [spec])
+  return out
 
 
 def logical_shardings(tree, logical_tree, mesh: Mesh, rules: str | Rules):
