@@ -3,6 +3,7 @@
   lcjax generate "prompt"    generate with the bundled SmolLM2-135M-Instruct (or --model PATH)
   lcjax info                 model, devices and available implementations
   lcjax demo                 the showcase: a long document question answered on the bundled model
+  lcjax attribute --context F --question Q   which context texts caused the answer (TracLLM)
 """
 
 from __future__ import annotations

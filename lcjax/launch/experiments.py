@@ -34,6 +34,14 @@ def run_experiment(config, workdir: str) -> dict:
   from lcjax.training.loop import train
   from lcjax.training.retrieval import evaluate_retrieval
 
+  if "rag" in config:  # the DRAG / IterDRAG scaling study (experiments/drag.py)
+    from lcjax.rag.experiment import run_drag
+
+    return run_drag(config.rag.to_dict(), workdir)
+  if "attribution" in config:  # TracLLM on planted contexts (experiments/tracllm.py)
+    from lcjax.attribution.experiment import run_tracllm
+
+    return run_tracllm(config.attribution.to_dict(), workdir)
   if "train" not in config and "eval" in config:  # an evaluation experiment (experiments/niah.py, ...)
     from lcjax.eval.experiment import run_config
 

@@ -254,6 +254,18 @@ def answer(lm: CompletionLM, retriever: Retriever | None, corpus: RagCorpus, que
   return RagResult(_first_line(out), send.lengths, send.reusable, True, follow_ups, docs)
 
 
+def answer_batch(lm: CompletionLM, retriever: Retriever | None, corpus: RagCorpus, questions: Sequence[Question],
+                 strategy: RagStrategy, seed: int = 0) -> list[RagResult]:
+  """`answer` for many questions; DRAG prompts go through `lm.complete_batch` in one batch when the LM has it."""
+  if strategy.kind == "iterdrag" or not hasattr(lm, "complete_batch"):
+    return [answer(lm, retriever, corpus, q, strategy, seed) for q in questions]
+  count = lm.encode if strategy.max_prompt_tokens else None
+  built = [build_prompt(corpus, retriever, q, strategy, count, seed) for q in questions]
+  outs = lm.complete_batch([p for p, _ in built], strategy.max_new_tokens, ["\n"])
+  return [RagResult(_first_line(o), [len(lm.encode(p))], documents=[h.id for h in hits])
+          for (p, hits), o in zip(built, outs)]
+
+
 class PretrainedLM:
   """`CompletionLM` over a loaded model: raw-text prompts (no chat template), greedy decoding, cut at stops."""
 
@@ -261,15 +273,23 @@ class PretrainedLM:
     from lcjax.inference import Generator
 
     self.pretrained = pretrained
-    self.generator = Generator(pretrained.cfg, pretrained.graphdef, prefill_chunk=prefill_chunk)
+    self.generator = Generator(pretrained.cfg, pretrained.graphdef, pad_to=128, prefill_chunk=prefill_chunk)
 
   def encode(self, text: str) -> list[int]:
     return self.pretrained.tokenizer.encode(text)
 
   def complete(self, prompt: str, max_new_tokens: int, stop: Sequence[str]) -> str:
-    ids = self.encode(prompt)
-    out = self.generator.generate(self.pretrained.state, [ids], max_new_tokens=max_new_tokens).tokens[0]
-    return cut_at_stops(self.pretrained.tokenizer.decode(out), stop)
+    return self.complete_batch([prompt], max_new_tokens, stop)[0]
+
+  def complete_batch(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str],
+                     batch: int = 8) -> list[str]:
+    """Greedy completions of many prompts, `batch` rows per generate call (rows padded to the longest)."""
+    out = []
+    for start in range(0, len(prompts), batch):
+      ids = [self.encode(p) for p in prompts[start:start + batch]]
+      tokens = self.generator.generate(self.pretrained.state, ids, max_new_tokens=max_new_tokens).tokens
+      out += [cut_at_stops(self.pretrained.tokenizer.decode(t), stop) for t in tokens]
+    return out
 
 
 def cut_at_stops(text: str, stop: Sequence[str]) -> str:

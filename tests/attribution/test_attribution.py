@@ -3,7 +3,6 @@ function against a step-by-step decode (tiny model), and a planted answer on the
 
 import itertools
 import math
-import zlib
 
 import jax
 import jax.numpy as jnp
@@ -124,30 +123,6 @@ def test_segmentation():
   assert split_context("Dr. Smith paid 3.5 dollars. He left! Did he?", "sentence") == [
       "Dr. Smith paid 3.5 dollars.", "He left!", "Did he?"]
   assert split_context(["x", "y"], "segment") == ["x", "y"]
-
-
-class WordTok:
-  """A deterministic word-level tokenizer for the tiny model (ids 3..92)."""
-
-  def encode(self, text):
-    return [zlib.crc32(w.encode()) % 90 + 3 for w in text.split()]
-
-
-@pytest.fixture(scope="module")
-def tiny():
-  from tests.tiny import TINY
-
-  from lcjax.models.llama import Llama
-
-  cfg = TINY.replace(max_seq_len=512)
-
-  class Pre:
-    pass
-
-  pre = Pre()
-  pre.cfg, pre.tokenizer = cfg, WordTok()
-  pre.graphdef, pre.state = nnx.split(Llama(cfg, key=jax.random.PRNGKey(1)))
-  return pre
 
 
 def test_value_equals_step_by_step_decode(tiny):

@@ -5,7 +5,7 @@ documented in the module docstring) and registers its metrics under "<benchmark>
 """
 
 from lcjax.eval.metrics import (citeeval, leval, longbench, longiclbench, longproc, loogle, m4le,  # noqa: F401
-                                needlebench, retrieval, ruler, scbench, synthetic)
+                                needlebench, rag, retrieval, ruler, scbench, synthetic)
 from lcjax.eval.metrics.base import METRICS, Metric, mean_percent, mean_raw
 
 __all__ = ["METRICS", "Metric", "mean_percent", "mean_raw"]
