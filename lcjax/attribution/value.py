@@ -92,8 +92,8 @@ class ValueFunction:
         tokens[i, :len(p)] = p
         tokens[i, len(p):len(p) + len(self.answer_ids)] = self.answer_ids
         starts[i] = len(p)
-      vals = _score_rows(self.pretrained.graphdef, self.pretrained.state, jnp.asarray(tokens), jnp.asarray(starts), jnp.asarray(a),
-                      jnp.asarray(mask))
+      vals = _score_rows(self.pretrained.graphdef, self.pretrained.state, jnp.asarray(tokens), jnp.asarray(starts),
+                         jnp.asarray(a), jnp.asarray(mask))
       out.append(np.asarray(vals, np.float64)[:len(rows)])
       self.forwards += len(rows)
     values = np.empty(len(prompts))

@@ -94,8 +94,8 @@ def fact_corpus(seed: int = 0, num_people: int = 60, num_companies: int = 16, nu
   hq = {c: cities[rng.integers(num_cities)] for c in companies}
   docs, facts = [], []
   for c in companies:
-    docs.append(Document(f"company-{len(docs)}", c,
-                         f"{c} is {_article(_INDUSTRIES[rng.integers(len(_INDUSTRIES))])} company headquartered in {hq[c]}. "
+    industry = _article(_INDUSTRIES[rng.integers(len(_INDUSTRIES))])
+    docs.append(Document(f"company-{len(docs)}", c, f"{c} is {industry} company headquartered in {hq[c]}. "
                          f"It was founded in {int(rng.integers(1820, 2010))} and employs "
                          f"{int(rng.integers(40, 9000))} people."))
   for p in people:

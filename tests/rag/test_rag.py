@@ -181,3 +181,32 @@ def test_iterdrag_cap_forces_the_final_answer(facts, bm25):
   lm1 = Scripted([" Alone\n"])
   res1 = answer(lm1, bm25, facts, q, parse_strategy("iterdrag:k=1,m=0,n=1"))
   assert res1.calls == 1 and res1.forced and lm1.prompts[0][0].endswith(f"{q.question}\n{FINAL}")
+
+
+def test_loogle_corpus_from_official_format():
+  import os
+
+  fixtures = os.path.join(os.path.dirname(__file__), "fixtures")
+  c = CORPORA.get("loogle")(data_dir=fixtures, words_per_passage=20)
+  assert [d.id for d in c.store.documents] == ["0-0", "0-1", "0-2", "0-3", "1-0"]
+  assert [q.question for q in c.questions] == ["Who built the harbour of Velmora?",
+                                                "What does the quarry of Tesk produce?"]
+  assert len(c.demos) == 2 and c.questions[0].answers == ("The guild of rope makers.",)
+  with pytest.raises(DataError, match="shortdep_qa.jsonl not found"):
+    CORPORA.get("loogle")(data_dir=str(fixtures) + "/nope")
+
+
+def test_allocation_report_on_measured_rows():
+  from lcjax.rag.experiment import allocation_report
+
+  rows = []
+  for k in (0, 1, 2, 4):
+    for m in (0, 1, 2):
+      acc = 100 * min(0.9, 0.05 + 0.15 * np.log1p(k) + 0.05 * m)
+      rows.append({"kind": "drag", "strategy": f"drag:k={k},m={m}", "k": k, "m": m, "n": 1, "acc": acc,
+                   "effective_length": 50 + 60 * k * (m + 1) + 20 * m})
+  report = allocation_report(rows)
+  assert report["info"][0] == pytest.approx(0.15 * np.log(2)) and report["info"][1] == pytest.approx(0.05)
+  assert 0 < report["r2"] <= 1 and len(report["budgets"]) >= 3
+  last = report["budgets"][-1]  # the whole grid fits the largest budget: the observed best is the global best
+  assert last["observed_acc"] == max(r["acc"] for r in rows) / 100
