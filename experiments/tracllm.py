@@ -14,7 +14,7 @@ from lcjax.eval.experiment import parse_arg
 def get_config(arg=None):
   args = parse_arg(arg)
   if args.get("runlocal"):
-    cfg = dict(contexts=5, num_texts=8, words_per_text=12, k=3, sh_n=2)
+    cfg = dict(contexts=3, num_texts=8, words_per_text=12, k=3, sh_n=2)
   else:  # the paper's defaults: 100-word segments, K=5, sh_N=20, 50 contexts per kind
     cfg = dict(contexts=50, num_texts=20, words_per_text=100, k=5, sh_n=20)
   if "contexts" in args:
