@@ -25,7 +25,7 @@ def run_rag_command(args, model: str) -> int:
   for r in rows:
     table.add_row(r["task"], r["strategy"], f"{r['acc']:.2f}", f"{r['em']:.2f}", f"{r['f1']:.2f}",
                   f"{r['effective_length']:.0f}", f"{r['calls']:.2f}", str(r["questions"]))
-  console = Console()
+  console = Console(width=160)
   console.print(table)
   if not args.no_plots:
     for task in tasks:

@@ -58,3 +58,19 @@ def test_run_rag_records_resume_and_plot(tmp_path):
     run_rag(RagEvalConfig(tasks=["rag.wiki"]), lm=oracle)
   with pytest.raises(ConfigError, match="retrieval-only"):
     run_rag(RagEvalConfig(tasks=["rag.essays"], out_dir=str(tmp_path)), lm=oracle)
+
+
+def test_eval_cli_routes_rag_tasks(tmp_path, monkeypatch, capsys):
+  import lcjax.eval.rag as rag_eval
+  from lcjax.cli import main
+  from lcjax.rag import CORPORA
+
+  real = rag_eval.run_rag
+  oracle = Oracle(CORPORA.get("facts")(seed=0))
+  monkeypatch.setattr(rag_eval, "run_rag", lambda cfg: real(cfg, lm=oracle))
+  assert main(["eval", "--task", "rag.facts", "--rag", "drag:k=1,m=0", "--rag", "iterdrag:k=1,m=0,n=1",
+               "--samples", "3", "--out", str(tmp_path)]) == 0
+  out = capsys.readouterr().out
+  assert "drag:k=1,m=0" in out and "iterdrag:k=1,m=0,n=1" in out and "100.00" in out
+  assert (tmp_path / "rag.facts" / "performance_vs_length.png").exists()
+  assert main(["eval", "--task", "rag.facts", "--rag", "drag:q=1", "--out", str(tmp_path)]) == 2
