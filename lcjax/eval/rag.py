@@ -157,7 +157,7 @@ def _questions_source(name: str):
   def source(spec) -> list[Example]:
     from lcjax.rag import CORPORA, closed_book_prompt
 
-    corpus = CORPORA.get(name)(seed=spec.seed, data_path=spec.data_path, data_dir=spec.data_path)
+    corpus = CORPORA.get(name)(seed=spec.seed, data_dir=spec.data_path)
     qs = select_questions(corpus.questions, spec.num_samples, spec.seed)
     return [Example(q.id, closed_book_prompt(q), list(q.answers), meta={"hops": q.hops}) for q in qs]
 
