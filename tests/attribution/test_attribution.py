@@ -154,6 +154,7 @@ def test_attention_attribution_tiny(tiny):
   assert mass.shape == (3,) and np.all(mass > 0) and mass.sum() < 1.0
 
 
+@pytest.mark.slow
 def test_planted_answer_ranks_first_smollm2(smollm2):
   texts = ["The river town holds a market every Sunday where farmers sell apples. ",
            "Most of the houses near the harbour were painted blue last spring. ",
