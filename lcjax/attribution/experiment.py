@@ -90,7 +90,8 @@ def attribute_one(pretrained, generator, ctx: dict, k: int, opts: ScoreOptions, 
 
 
 def summarize(records: list[dict]) -> dict:
-  """Per kind and method: mean precision / recall@K, target rate before and after removal, cost."""
+  """Per kind and method: mean precision / recall@K, planted text ranked first (top1), target rate before and after
+  removal, cost (mean and median seconds: the first context's time includes compilation)."""
   out = {}
   for kind in sorted({r["kind"] for r in records}):
     group = [r for r in records if r["kind"] == kind]
@@ -99,6 +100,8 @@ def summarize(records: list[dict]) -> dict:
       ms = [r["methods"][method] for r in group]
       row[method] = {key: float(np.mean([m[key] for m in ms]))
                      for key in ("precision", "recall", "target_after_removal", "calls", "forwards", "seconds")}
+      row[method]["top1"] = float(np.mean([r["methods"][method]["top"][0] == r["planted"] for r in group]))
+      row[method]["median_seconds"] = float(np.median([m["seconds"] for m in ms]))
     out[kind] = row
   return out
 
