@@ -19,7 +19,8 @@ def get_config(arg=None):
     cfg = dict(contexts=50, num_texts=20, words_per_text=100, k=5, sh_n=20)
   if "contexts" in args:
     cfg["contexts"] = int(args["contexts"])
-  cfg.update(model="smollm2-135m", kinds=["needle", "injection"], beta=0.2,
+  kinds = args.get("kinds", ["needle", "injection"])
+  cfg.update(model="smollm2-135m", kinds=kinds if isinstance(kinds, list) else [kinds], beta=0.2,
              score_funcs=["stc", "loo", "denoised_shapley"])
   return ml_collections.ConfigDict({"name": "tracllm", "attribution": cfg})
 
