@@ -165,11 +165,15 @@ def _questions_source(name: str):
 
 
 def _register_tasks() -> None:
+  from lcjax.eval.taxonomy import tags_for
+
   for name, doc in (("facts", "synthetic fact QA (invented entities, 1-2 hops)"),
                     ("loogle", "LooGLE short-dependency QA over passages")):
+    diffusion, scope = tags_for(PREFIX + name, "rag")
     register_task(Task(name=PREFIX + name, benchmark="rag", source=_questions_source(name), metric="rag.qa",
                        max_new_tokens=24, truncation="none", chat=False, data_file="loogle" if name == "loogle"
-                       else None, doc=f"RAG {doc}: run with --rag drag:k=..,m=.. / iterdrag:n=.."))
+                       else None, diffusion=diffusion, scope=scope,
+                       doc=f"RAG {doc}: run with --rag drag:k=..,m=.. / iterdrag:n=.."))
 
 
 _register_tasks()
