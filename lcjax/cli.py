@@ -6,6 +6,7 @@
   lcjax train / run          an experiment config with the launcher's flags (--config x.py:arg --workdir DIR)
   lcjax bench NAME           a benchmark script of benchmarks/ (`lcjax bench --list`)
   lcjax segment IMG --model DIR   the saliency map of an image (ConnNet, lcjax.vision) as a PNG
+  lcjax attribute --context F --question Q   which context texts caused the answer (TracLLM)
   `lcjax --help` lists every command.
 """
 

@@ -19,6 +19,8 @@ def _context(text: str) -> int:
 
 
 def _add(p) -> None:
+  p.add_argument("what", nargs="?", default="serving", choices=("serving", "rag"),
+                 help="serving (default): peak serving performance; rag: the RAG computation allocation model")
   p.add_argument("--model", default="yi-34b",
                  help="analysis preset (yi-34b, llama3-8b, llama3-70b), a bundled model name or a .gguf/HF path")
   p.add_argument("--hardware", default="a100", help="a100, h100, h200, tpu-v5e, tpu-v5p or cpu (measured here)")
@@ -27,6 +29,9 @@ def _add(p) -> None:
   p.add_argument("--output-tokens", type=int, default=250, help="decode length for the decode total")
   p.add_argument("--devices", type=int, default=1, help="tensor-parallel devices (HBM and FLOP/s add up)")
   p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+  from lcjax.commands.analyze_rag import add_rag_arguments
+
+  add_rag_arguments(p)
 
 
 def _model_spec(name: str):
@@ -54,6 +59,11 @@ def _run(args) -> int:
   from rich.table import Table
 
   from lcjax.analysis import analyze, hardware
+
+  if args.what == "rag":
+    from lcjax.commands.analyze_rag import run_rag
+
+    return run_rag(args)
 
   model = _model_spec(args.model)
   hw = hardware(args.hardware, devices=args.devices)

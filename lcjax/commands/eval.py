@@ -53,6 +53,9 @@ def _add(p: argparse.ArgumentParser) -> None:
   p.add_argument("--strict", action="store_true", help="stop at the first record that fails instead of counting it")
   p.add_argument("--no-plots", action="store_true")
   p.add_argument("--taxonomy", default=None, help="write the diffusion x scope plot of every task to this PNG and exit")
+  p.add_argument("--rag", action="append", default=None,
+                 help="rag.<corpus> tasks: strategy drag:k=8,m=2 | iterdrag:k=4,m=1,n=3 | closed (repeatable)")
+  p.add_argument("--retriever", default="bm25", help="rag.<corpus> tasks: bm25 or dense")
 
 
 def _kv_budget(options: dict, budget: str | None) -> dict:
@@ -129,6 +132,10 @@ def _run(args) -> int:
 
     print(plots.plot_taxonomy([e.value for e in TASKS.entries()], args.taxonomy))
     return 0
+  if any(t.startswith("rag.") for t in args.task.split(",")):
+    from lcjax.commands.eval_rag import run_rag_command
+
+    return run_rag_command(args, MODEL_ALIASES.get(args.model, args.model))
   cfg = EvalConfig(tasks=[t for t in args.task.split(",") if t], model=MODEL_ALIASES.get(args.model, args.model),
                    kv=[k for k in args.kv.split(",") if k], lengths=[parse_length(x) for x in args.lengths.split(",")],
                    depths=parse_depths(args.depths), num_samples=args.samples, seed=args.seed, out_dir=args.out,

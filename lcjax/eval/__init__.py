@@ -7,6 +7,7 @@ a resumable runner and plots.
 """
 
 from lcjax.eval import tasks as _tasks  # noqa: F401  (registers every task)
+from lcjax.eval import rag as _rag  # noqa: F401,E402  (registers the rag.<corpus> tasks)
 from lcjax.eval.metrics import METRICS, Metric
 from lcjax.eval.task import TASKS, Example, SampleSpec, Task, build_prompt
 

@@ -38,6 +38,14 @@ def run_experiment(config, workdir: str) -> dict:
     from lcjax.vision.train import saliency_train_config, train_saliency
 
     return train_saliency(saliency_train_config(config.saliency), workdir)
+  if "rag" in config:  # the DRAG / IterDRAG scaling study (experiments/drag.py)
+    from lcjax.rag.experiment import run_drag
+
+    return run_drag(config.rag.to_dict(), workdir)
+  if "attribution" in config:  # TracLLM on planted contexts (experiments/tracllm.py)
+    from lcjax.attribution.experiment import run_tracllm
+
+    return run_tracllm(config.attribution.to_dict(), workdir)
   if "train" not in config and "eval" in config:  # an evaluation experiment (experiments/niah.py, ...)
     from lcjax.eval.experiment import run_config
 

@@ -5,7 +5,7 @@ documented in the module docstring) and registers its metrics under "<benchmark>
 """
 
 from lcjax.eval.metrics import (citeeval, leval, longbench, longiclbench, longproc, longproc_travel,  # noqa: F401
-                                loogle, m4le, needlebench, needlebench_choice, retrieval, ruler, saliency,
+                                loogle, m4le, needlebench, needlebench_choice, rag, retrieval, ruler, saliency,
                                 scbench, synthetic)
 from lcjax.eval.metrics.base import METRICS, Metric, mean_percent, mean_raw
 
