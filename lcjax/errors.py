@@ -44,3 +44,7 @@ class ShardingError(LcjaxError, ValueError):
 
 class CapacityError(LcjaxError, ValueError):
   """Data does not fit the memory it was asked to go to (a tier, a device budget, a placement plan)."""
+
+
+class RewardError(LcjaxError, RuntimeError):
+  """A reward function raised on a (prompt, response) pair; the message names the reward, the row and the cause."""
