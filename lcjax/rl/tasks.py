@@ -1,7 +1,8 @@
 """Verifiable RL tasks (registry `RL_TASKS`) over a character codec, for small policies trained from scratch.
 
 A task makes prompts: `make(rng: np.random.Generator, n) -> list[dict]`, each dict holding "text" (the prompt
-string) and the fields its reward in `lcjax.rl.rewards.REWARDS` reads. `CharCodec` maps text to token ids
+string) and the fields its reward in `lcjax.rl.rewards.REWARDS` reads; `demo(rng, prompt) -> str` is a response of
+the right *format* with a random answer (format-only SFT warm start: base success ≈ chance, RL must find the rule). `CharCodec` maps text to token ids
 (0 pad, 1 bos, 2 eos, then one id per character), so a 96-token model covers every task here.
 
   digit_sum   "17:" -> k digits summing to 17          (arch_rl.md §2(e)'s toy task; reward digit_sum)
@@ -46,11 +47,17 @@ class CharCodec:
 
 @dataclasses.dataclass(frozen=True)
 class RLTask:
-  """make(rng, n) -> n prompt dicts; reward: name in REWARDS; max_new_tokens: response budget."""
+  """make(rng, n) -> n prompt dicts; reward: name in REWARDS; max_new_tokens: response budget;
+  demo(rng, prompt) -> a random-answer response of the right format."""
 
   make: Callable[[np.random.Generator, int], list[dict]]
   reward: str
   max_new_tokens: int
+  demo: Callable[[np.random.Generator, dict], str]
+
+
+def _digits(rng: np.random.Generator, k: int) -> str:
+  return "".join(str(int(d)) for d in rng.integers(0, 10, k))
 
 
 RL_TASKS: Registry[RLTask] = Registry("RL task")
@@ -69,13 +76,17 @@ def _arithmetic(rng: np.random.Generator, n: int) -> list[dict]:
 def _passkey(rng: np.random.Generator, n: int, filler: int = 40) -> list[dict]:
   out = []
   for _ in range(n):
-    key = "".join(str(d) for d in rng.integers(0, 10, 5))
+    key = _digits(rng, 5)
     at = int(rng.integers(0, filler))
     hay = "".join(rng.choice(list("abcdefghij"), filler))
     out.append({"text": f"{hay[:at]}key={key}.{hay[at:]}key?", "answer": key})
   return out
 
 
-RL_TASKS.register("digit_sum", RLTask(_digit_sum, "digit_sum", 8), doc="S: -> 4 digits summing to S in [10, 30]")
-RL_TASKS.register("arithmetic", RLTask(_arithmetic, "arithmetic", 6), doc="a+b= with two-digit a, b")
-RL_TASKS.register("passkey", RLTask(_passkey, "passkey", 8), doc="5-digit passkey hidden in 40 filler chars")
+RL_TASKS.register("digit_sum", RLTask(_digit_sum, "digit_sum", 8, lambda rng, p: _digits(rng, p["num_digits"])),
+                  doc="S: -> 4 digits summing to S in [10, 30]")
+RL_TASKS.register("arithmetic", RLTask(_arithmetic, "arithmetic", 6,
+                                       lambda rng, p: str(int(rng.integers(20, 199)))),
+                  doc="a+b= with two-digit a, b")
+RL_TASKS.register("passkey", RLTask(_passkey, "passkey", 8, lambda rng, p: _digits(rng, 5)),
+                  doc="5-digit passkey hidden in 40 filler chars")

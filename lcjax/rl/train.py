@@ -132,7 +132,7 @@ _PROGRAMS: dict = {}
 
 
 def _programs(cfg: RLConfig) -> _Programs:
-  key = dataclasses.replace(cfg, stop_at=0, checkpoint=CheckpointConfig())
+  key = dataclasses.replace(cfg, stop_at=0, checkpoint=CheckpointConfig(), seed=0)  # compiles do not depend on these
   if key in _PROGRAMS:
     return _PROGRAMS[key]
   devices = jax.devices()[:cfg.num_devices] if cfg.num_devices else jax.devices()
