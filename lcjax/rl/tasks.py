@@ -25,7 +25,7 @@ _CHARS = "0123456789+-*=:?.,()<>/ \nabcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQR
 
 
 class CharCodec:
-  """Text <-> token ids: 0 pad, 1 bos, 2 eos, then `_CHARS` (vocab_size = 3 + len(_CHARS) = 83)."""
+  """Text <-> token ids: 0 pad, 1 bos, 2 eos, then `_CHARS` (vocab_size = 3 + len(_CHARS) = 80)."""
 
   vocab_size = 3 + len(_CHARS)
   eos = EOS

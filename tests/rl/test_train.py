@@ -50,3 +50,15 @@ def test_bad_configs():
     dataclasses.replace(CFG, eps_high=-0.1)
   with pytest.raises(UnknownNameError, match="reward"):
     dataclasses.replace(CFG, reward="nope")
+
+
+def test_cispo_experiment_configs_build():
+  from lcjax.config import from_dict
+  from lcjax.launch.experiments import load_experiment
+
+  exp = load_experiment(os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "cispo.py"))
+  arms = []
+  exp.sweep(lambda arg: arms.append(arg))
+  assert len(arms) == 9
+  cfgs = [from_dict(RLConfig, exp.get_config("runlocal," + a).rl, "rl.") for a in arms]
+  assert {c.loss for c in cfgs} == {"grpo", "dapo", "cispo"} and all(c.model.vocab_size == 80 for c in cfgs)
