@@ -5,7 +5,8 @@ string) and the fields its reward in `lcjax.rl.rewards.REWARDS` reads; `demo(rng
 the right *format* with a random answer (format-only SFT warm start: base success ≈ chance, RL must find the rule). `CharCodec` maps text to token ids
 (0 pad, 1 bos, 2 eos, then one id per character), so a 96-token model covers every task here.
 
-  digit_sum   "17:" -> k digits summing to 17          (arch_rl.md §2(e)'s toy task; reward digit_sum)
+  digit_sum   "17:" -> 4 digits summing to 17          (arch_rl.md §2(e)'s toy task; reward digit_sum)
+  digit_sum2  "11:" -> 2 digits summing to 11 (S in [0, 18]: the same chance rate, an easier rule for tiny models)
   arithmetic  "23+58=" -> "81"                         (reward arithmetic)
   passkey     "..key=48213..." + "key?" -> "48213"     (needle retrieval from a filler context; reward passkey)
 """
@@ -85,6 +86,9 @@ def _passkey(rng: np.random.Generator, n: int, filler: int = 40) -> list[dict]:
 
 RL_TASKS.register("digit_sum", RLTask(_digit_sum, "digit_sum", 8, lambda rng, p: _digits(rng, p["num_digits"])),
                   doc="S: -> 4 digits summing to S in [10, 30]")
+RL_TASKS.register("digit_sum2", RLTask(lambda rng, n: _digit_sum(rng, n, 2, 0, 18), "digit_sum", 4,
+                                       lambda rng, p: _digits(rng, p["num_digits"])),
+                  doc="S: -> 2 digits summing to S in [0, 18]")
 RL_TASKS.register("arithmetic", RLTask(_arithmetic, "arithmetic", 6,
                                        lambda rng, p: str(int(rng.integers(20, 199)))),
                   doc="a+b= with two-digit a, b")
