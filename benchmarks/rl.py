@@ -41,9 +41,9 @@ def _med(xs, fmt="{:.2f}"):
 
 def main():
   ap = argparse.ArgumentParser()
-  ap.add_argument("--iterations", type=int, default=100)
+  ap.add_argument("--iterations", type=int, default=80)
   ap.add_argument("--seeds", type=int, default=3)
-  ap.add_argument("--task", default="digit_sum")
+  ap.add_argument("--task", default="digit_sum2")
   ap.add_argument("--write", action="store_true")
   args = ap.parse_args()
   exp = load_experiment(EXPERIMENT)

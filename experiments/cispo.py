@@ -31,10 +31,10 @@ def get_config(arg=None):
   model = models.tiny_decoder(CharCodec.vocab_size, dim=64 if local else 256, num_layers=2 if local else 4,
                               seq_len=32)
   model["eos_token_ids"] = (CharCodec.eos,)
-  rl = {"model": model, "task": args.get("task", "digit_sum"), **arm, "prompts_per_batch": 32, "group_size": 8,
-        "updates_per_batch": 16, "seq_len": 16, "iterations": int(args.get("iterations", 100 if local else 400)),
+  rl = {"model": model, "task": args.get("task", "digit_sum2"), **arm, "prompts_per_batch": 32, "group_size": 8,
+        "updates_per_batch": 16, "seq_len": 16, "iterations": int(args.get("iterations", 80 if local else 400)),
         "seed": int(args.get("seed", 0)), "num_devices": 1,
-        "optimizer": {"lr": 2e-3 if local else 5e-4, "schedule": "constant", "b2": 0.95},
+        "optimizer": {"lr": 3e-4, "schedule": "constant", "b2": 0.95},
         "checkpoint": {"every": 25}}
   return ml_collections.ConfigDict({"name": "cispo", "rl": rl,
                                     "warmstart": {"steps": 150, "batch": 32, "lr": 3e-3}})

@@ -163,8 +163,10 @@ def rl_train(cfg: RLConfig, workdir: str, init_params=None) -> dict:
   """
   os.makedirs(workdir, exist_ok=True)
   prog = _programs(cfg)
-  params = nnx.split(init_model(cfg.model, cfg.seed))[1] if init_params is None else init_params
-  params = place(params, prog.shardings.params)
+  if init_params is None:
+    params = place(nnx.split(init_model(cfg.model, cfg.seed))[1], prog.shardings.params)
+  else:  # copied: the train step donates its params, the caller's must survive (e.g. one warm start, many arms)
+    params = jax.tree.map(lambda x: x.copy(), place(init_params, prog.shardings.params))
   opt_state = jax.jit(prog.optimizer.init, out_shardings=prog.shardings.opt_state)(params)
   state = TrainState(jax.device_put(np.int32(0), prog.shardings.step), params, opt_state)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), cfg.checkpoint)

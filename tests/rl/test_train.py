@@ -6,8 +6,10 @@ import os
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from lcjax.errors import ConfigError, UnknownNameError
+from lcjax.models.build import init_model
 from lcjax.rl.rewards import REWARDS
 from lcjax.rl.train import RLConfig, rl_train
 from lcjax.training.config import CheckpointConfig
@@ -25,7 +27,9 @@ CFG = RLConfig(model=TINY, task="digit_sum", loss="cispo", eps_low=1.0, eps_high
 
 def test_crashed_run_resumes_exactly(tmp_path):
   assert len(jax.devices()) == 8
-  ref = rl_train(CFG, str(tmp_path / "ref"))
+  init = nnx.split(init_model(TINY, CFG.seed))[1]  # what rl_train starts from without init_params
+  ref = rl_train(CFG, str(tmp_path / "ref"), init_params=init)
+  assert np.isfinite(np.asarray(jax.tree.leaves(init)[0])).all()  # the caller's params were not donated
   first = rl_train(dataclasses.replace(CFG, stop_at=2), str(tmp_path / "run"))
   assert first["iteration"] == 2
   second = rl_train(CFG, str(tmp_path / "run"))
