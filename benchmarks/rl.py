@@ -5,7 +5,8 @@ in one process: one format-only SFT warm start per seed shared by the arms, the 
 
 Reports per arm (median over seeds, min-max): success of the first rollout batch and at 25/50/100% of the
 updates (success = mean reward of the batch's P x G samples, sampled at temperature 1), rollout batches to reach
-success >= 0.5, mean zero-gradient-token and clip fractions, mean KL to the rollout policy, wall seconds.
+success >= 0.5, mean zero-gradient-token fraction (all causes: Â = 0 in constant-reward groups, clipping) and the
+part of it silenced by clipping (Â ≠ 0), clip fraction, mean KL to the rollout policy, wall seconds.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def main():
       runs[arm].append({"hist": hist, "seconds": time.perf_counter() - t0})
       curve = [round(h["success"], 2) for h in hist[::max(1, len(hist) // 10)]]
       print(f"seed {seed} {arm}: success {curve} last {hist[-1]['success']:.3f} "
-            f"zero-grad {np.mean([h['zero_grad_fraction'] for h in hist]):.3f}", flush=True)
+            f"zero-grad {np.mean([h['zero_grad_fraction'] for h in hist]):.3f} clipped "
+            f"{np.mean([h['clipped_zero_grad_fraction'] for h in hist]):.4f}", flush=True)
   n = args.iterations
   rows = []
   for arm, rs in runs.items():
@@ -74,6 +76,7 @@ def main():
     reached = sum(x is not None for x in reach)
     rows.append(f"| {arm} | {_med(at(0))} | {_med(at(0.25))} | {_med(at(0.5))} | {_med(at(1.0))} | "
                 f"{_med(reach, '{:.0f}')} ({reached}/{len(rs)} seeds) | {_med(mean('zero_grad_fraction'))} | "
+                f"{_med(mean('clipped_zero_grad_fraction'), '{:.3f}')} | "
                 f"{_med(mean('clip_fraction'), '{:.3f}')} | {_med(mean('kl_rollout'), '{:.4f}')} | "
                 f"{_med([r['seconds'] for r in rs], '{:.0f}')} |")
   cfg = from_dict(RLConfig, exp.get_config(f"runlocal,task={args.task}").rl, "rl.")
@@ -88,7 +91,8 @@ def main():
           f"Success = fraction of the batch's samples with reward 1 (before that batch's updates). "
           f"Median (min-max) over seeds.\n\n"
           "| arm | success @ start | @ 25% | @ 50% | @ 100% | batches to success >= 0.5 | zero-grad token frac | "
-          "clip frac | KL to rollout | wall s |\n|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+          "of which clipped (Â ≠ 0) | clip frac | KL to rollout | wall s |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
   print(body)
   if args.write:
     write_section("rl", "RL on a verifiable task: CISPO vs GRPO vs DAPO (issue 13)", body)

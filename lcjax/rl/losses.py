@@ -17,7 +17,8 @@ Losses (loss = −J; ratio r = exp(logp − old_logp), log r clamped to ±20 bef
              with eps_high = inf, eps_low = 1 and the mask this is exactly the token-level PPO-clip gradient)
 
 Metrics: clip_fraction (tokens whose r left [1−ε_low, 1+ε_high]), zero_grad_fraction (tokens whose loss gradient
-is exactly zero by clipping or masking), kl_rollout (k3 estimator of KL(π_θold || π_θ) = E[r − 1 − log r]).
+is exactly zero: Â = 0, clipped or masked), clipped_zero_grad_fraction (those with Â ≠ 0 that clipping / the
+eq. 7 mask silenced: what CISPO removes), kl_rollout (k3 estimator of KL(π_θold || π_θ) = E[r − 1 − log r]).
 """
 
 from __future__ import annotations
@@ -108,8 +109,10 @@ def _metrics(loss, r, log_r, adv, mask, zero_grad):
   n = jnp.maximum(jnp.sum(mask), 1.0)
   r = jax.lax.stop_gradient(r)
   log_r = jax.lax.stop_gradient(log_r)
+  nonzero_adv = (adv[:, None] != 0).astype(jnp.float32)
   return {"loss": loss, "tokens": jnp.sum(mask),
           "zero_grad_fraction": jnp.sum(zero_grad * mask) / n,
+          "clipped_zero_grad_fraction": jnp.sum(zero_grad * mask * nonzero_adv) / n,
           "kl_rollout": jnp.sum((r - 1.0 - log_r) * mask) / n,
           "ratio_mean": jnp.sum(r * mask) / n,
           "adv_mean": jnp.sum(adv[:, None] * mask) / n}

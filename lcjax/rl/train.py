@@ -194,7 +194,8 @@ def rl_train(cfg: RLConfig, workdir: str, init_params=None) -> dict:
       minibatch = {k: v[u * mb:(u + 1) * mb] for k, v in batch.items()}
       state, m = prog.step(state, place(minibatch, prog.batch_shardings))
       metrics.append(jax.device_get(m))
-    for k in ("loss", "clip_fraction", "zero_grad_fraction", "kl_rollout", "grad_norm"):
+    for k in ("loss", "clip_fraction", "zero_grad_fraction", "clipped_zero_grad_fraction", "kl_rollout",
+              "grad_norm"):
       record[k] = float(np.mean([m[k] for m in metrics]))
     record.update(iteration=it + 1, rollout_s=t1 - t0, update_s=time.perf_counter() - t1)
     log.write(record)

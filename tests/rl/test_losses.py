@@ -88,7 +88,10 @@ def test_metrics_zero_grad_fraction_and_kl():
   _, m_cispo = POLICY_LOSSES.get("cispo")(logp, old, adv, mask, CFG)
   n = float(mask.sum())
   np.testing.assert_allclose(m_grpo["zero_grad_fraction"], 1 / n, rtol=1e-6)
-  assert float(m_cispo["zero_grad_fraction"]) == 0.0
+  np.testing.assert_allclose(m_grpo["clipped_zero_grad_fraction"], 1 / n, rtol=1e-6)
+  assert float(m_cispo["zero_grad_fraction"]) == 0.0 == float(m_cispo["clipped_zero_grad_fraction"])
+  _, m_const = POLICY_LOSSES.get("cispo")(logp, old, jnp.zeros(B), mask, CFG)  # Â = 0: no gradient, none clipped
+  assert float(m_const["zero_grad_fraction"]) == 1.0 and float(m_const["clipped_zero_grad_fraction"]) == 0.0
   np.testing.assert_allclose(m_cispo["clip_fraction"], 1 / n, rtol=1e-6)
   np.testing.assert_allclose(m_cispo["kl_rollout"], (2 - 1 - np.log(2)) / n, rtol=1e-5)
 
