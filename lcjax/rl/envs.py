@@ -99,9 +99,4 @@ class Darkroom:
 
 def make_env(name: str, **options):
   """An instance of the registered environment `name` (unknown names or options raise)."""
-  cls = ENVS.get(name)
-  known = {f.name for f in dataclasses.fields(cls)}
-  bad = sorted(set(options) - known)
-  if bad:
-    raise ConfigError(f"unknown option(s) {bad} for environment {name!r}; accepted: {sorted(known)}")
-  return cls(**options)
+  return ENVS.instantiate(name, **options)
