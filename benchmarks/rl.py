@@ -42,7 +42,7 @@ def _med(xs, fmt="{:.2f}"):
 
 def main():
   ap = argparse.ArgumentParser()
-  ap.add_argument("--iterations", type=int, default=80)
+  ap.add_argument("--iterations", type=int, default=160)
   ap.add_argument("--seeds", type=int, default=3)
   ap.add_argument("--task", default="digit_sum2")
   ap.add_argument("--write", action="store_true")
@@ -89,7 +89,8 @@ def main():
           f"{cfg.prompts_per_batch} prompts x G={cfg.group_size} at temperature 1, {cfg.updates_per_batch} "
           f"minibatch Adam updates per batch (lr {cfg.optimizer.lr}, b2 0.95), {args.seeds} seeds. "
           f"Success = fraction of the batch's samples with reward 1 (before that batch's updates). "
-          f"Median (min-max) over seeds.\n\n"
+          f"Median (min-max) over seeds. Token fractions are over the tokens in the loss: DAPO's dynamic sampling "
+          f"removes constant-reward groups (Â = 0) from it, GRPO and CISPO keep them (zero gradient).\n\n"
           "| arm | success @ start | @ 25% | @ 50% | @ 100% | batches to success >= 0.5 | zero-grad token frac | "
           "of which clipped (Â ≠ 0) | clip frac | KL to rollout | wall s |\n"
           "|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
