@@ -48,3 +48,7 @@ class CapacityError(LcjaxError, ValueError):
 
 class ValueRangeError(LcjaxError, ValueError):
   """An array holds values outside the accepted set (a non-binary mask, probabilities outside [0, 1])."""
+
+
+class RewardError(LcjaxError, RuntimeError):
+  """A reward function raised on a (prompt, response) pair; the message names the reward, the row and the cause."""

@@ -78,3 +78,15 @@ class Registry(Generic[T]):
 
   def __contains__(self, name: str) -> bool:
     return name in self._entries
+
+  def instantiate(self, name: str, **options):
+    """The dataclass registered under `name` built with `options`; unknown names or options raise, naming what
+    is accepted."""
+    from lcjax.errors import ConfigError
+
+    cls = self.get(name)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+      raise ConfigError(f"unknown option(s) {unknown} for {self.kind} {name!r}; accepted: {sorted(fields)}")
+    return cls(**options)

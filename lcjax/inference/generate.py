@@ -1,8 +1,9 @@
 """Prefill and decode over a KV cache as jitted pure functions, and the batched generation loop.
 
   prefill(state, tokens [B, T], positions [B, T], last [B], cache) -> (logits [B, V], cache)
-  decode_loop(state, first [B], cache, key) -> (tokens [B, M], cache)       (a `lax.while_loop`, stops early
-                                                                            when every row has hit a stop token)
+  decode_loop(state, first [B], cache, key) -> (tokens [B, M], logprobs [B, M], cache)   (a `lax.while_loop`,
+                                          stops early when every row has hit a stop token; logprobs: fp32 log-prob
+                                          of each sampled token under the sampling distribution, for RL)
 Prompts of different lengths are right-padded; each row's cache positions are its own, so padding never leaks.
 """
 
@@ -20,7 +21,7 @@ from flax import nnx
 
 from lcjax.config import ModelConfig
 from lcjax.errors import ContextLengthError, ShapeError
-from lcjax.inference.sampling import SamplingConfig, sample
+from lcjax.inference.sampling import SamplingConfig, sample, sampled_logprobs
 from lcjax.kvcache.dense import KVCache, init_dense_cache
 
 
@@ -52,8 +53,9 @@ def _round_up(x: int, m: int) -> int:
 
 @dataclasses.dataclass
 class GenerationResult:
-  """Generated tokens per row (stop token excluded), why each row ended, and timings; `stop_tokens[b]` is the token
-  that stopped row b (None when it ran to the length limit)."""
+  """Generated tokens per row (stop token excluded), why each row ended, timings, and the fp32 log-prob of each
+  generated token under the sampling distribution, for RL: `logprobs[i]` has len(tokens[i]) entries, plus one for
+  the stop token `stop_tokens[i]` when the row stopped (None when it ran to the length limit)."""
 
   tokens: list[list[int]]
   finish_reasons: list[str]
@@ -62,6 +64,7 @@ class GenerationResult:
   decode_seconds: float
   decode_steps: int
   stop_tokens: list[int | None] = dataclasses.field(default_factory=list)
+  logprobs: list[np.ndarray] | None = None
 
   @property
   def prefill_tokens_per_second(self) -> float:
@@ -140,29 +143,34 @@ class Generator:
     return self._decode_loops[key]
 
   def _decode_fn(self, capacity, sampling, stop_ids, state, logits, cache, rng, max_new):
-    """Samples up to `max_new` (traced, <= capacity) tokens: [B, capacity] tokens and the number of steps."""
+    """Samples up to `max_new` (traced, <= capacity) tokens: [B, capacity] tokens, their fp32 log-probs, the number
+    of steps and the cache."""
     model = nnx.merge(self.graphdef, state)
     batch = logits.shape[0]
     stops = jnp.asarray(stop_ids if stop_ids else (-1,), jnp.int32)
     out = jnp.zeros((batch, capacity), jnp.int32)
+    lps = jnp.zeros((batch, capacity), jnp.float32)
     first = sample(logits, jax.random.fold_in(rng, 0), sampling)
 
     def cond(carry):
-      step, _, done, _, _ = carry
+      step, _, _, done, _, _, _ = carry
       return (step < max_new) & ~jnp.all(done)
 
     def body(carry):
-      step, token, done, out, cache = carry
+      step, token, token_lp, done, out, lps, cache = carry
       out = out.at[:, step].set(token)
+      lps = lps.at[:, step].set(token_lp)
       done = done | jnp.isin(token, stops)
       step_logits, cache = model(token[:, None], cache.lengths[:, None], cache=cache)
       cache = dataclasses.replace(cache, lengths=cache.lengths + 1)
       nxt = sample(step_logits[:, 0], jax.random.fold_in(rng, step + 1), sampling)
-      return step + 1, jnp.where(done, token, nxt), done, out, cache
+      nxt_lp = sampled_logprobs(step_logits[:, 0], nxt, sampling)
+      return step + 1, jnp.where(done, token, nxt), jnp.where(done, token_lp, nxt_lp), done, out, lps, cache
 
-    init = (jnp.int32(0), first, jnp.zeros((batch,), bool), out, cache)
-    steps, _, _, out, cache = jax.lax.while_loop(cond, body, init)
-    return out, steps, cache
+    init = (jnp.int32(0), first, sampled_logprobs(logits, first, sampling), jnp.zeros((batch,), bool), out, lps,
+            cache)
+    steps, _, _, _, out, lps, cache = jax.lax.while_loop(cond, body, init)
+    return out, lps, steps, cache
 
   def generate(self, state, prompts: Sequence[Sequence[int]], *, max_new_tokens: int = 64,
                sampling: SamplingConfig = SamplingConfig(), rng: jax.Array | None = None,
@@ -189,14 +197,17 @@ class Generator:
     logits, cache = self.prefill(state, prompts, cache)
     logits.block_until_ready()
     t1 = time.perf_counter()
-    out, steps, _ = self._decode_loop(capacity, sampling, stop_ids)(
+    out, lps, steps, _ = self._decode_loop(capacity, sampling, stop_ids)(
         state, logits, cache, jax.random.PRNGKey(0) if rng is None else rng, jnp.int32(max_new_tokens))
-    out = np.asarray(out)
+    out, lps = np.asarray(out), np.asarray(lps)
     t2 = time.perf_counter()
-    tokens, reasons, stops = [], [], []
-    for row in out[:, :int(steps)]:
+    tokens, reasons, logprobs, stops = [], [], [], []
+    for row, row_lp in zip(out[:, :int(steps)], lps[:, :int(steps)]):
       hit = [i for i, t in enumerate(row) if t in stop_ids]
-      tokens.append(row[:hit[0]].tolist() if hit else row.tolist())
+      n = hit[0] if hit else len(row)
+      tokens.append(row[:n].tolist())
+      logprobs.append(row_lp[:n + 1] if hit else row_lp[:n])
+      stops.append(int(row[n]) if hit else None)
       reasons.append("stop" if hit else "length")
-      stops.append(int(row[hit[0]]) if hit else None)
-    return GenerationResult(tokens, reasons, int(sum(len(p) for p in prompts)), t1 - t0, t2 - t1, int(steps), stops)
+    return GenerationResult(tokens, reasons, int(sum(len(p) for p in prompts)), t1 - t0, t2 - t1, int(steps),
+                            stop_tokens=stops, logprobs=logprobs)

@@ -56,3 +56,13 @@ def sample(logits: jax.Array, key: jax.Array, cfg: SamplingConfig) -> jax.Array:
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
   logits = filter_logits(logits.astype(jnp.float32) / cfg.temperature, cfg.top_k, cfg.top_p)
   return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+
+def sampled_logprobs(logits: jax.Array, tokens: jax.Array, cfg: SamplingConfig) -> jax.Array:
+  """fp32 log-probabilities [B] of `tokens` [B] under the distribution `sample` draws from (logits [B, V] divided
+  by the temperature and top-k / top-p filtered); greedy (temperature 0) reports the model's own log-softmax."""
+  logits = logits.astype(jnp.float32)
+  if cfg.temperature > 0.0:
+    logits = filter_logits(logits / cfg.temperature, cfg.top_k, cfg.top_p)
+  logp = jax.nn.log_softmax(logits, axis=-1)
+  return jnp.take_along_axis(logp, tokens[:, None].astype(jnp.int32), axis=-1)[:, 0]

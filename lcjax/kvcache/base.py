@@ -187,12 +187,7 @@ class BlockSummaryMethod(KVMethod):
 
 def make_method(name: str, **options) -> KVMethod:
   """The method registered under `name` with its options (unknown names/options raise, naming what is accepted)."""
-  cls = KV_METHODS.get(name)
-  fields = {f.name for f in dataclasses.fields(cls)}
-  unknown = sorted(set(options) - fields)
-  if unknown:
-    raise ConfigError(f"unknown option(s) {unknown} for KV method {name!r}; accepted: {sorted(fields)}")
-  return cls(**options)
+  return KV_METHODS.instantiate(name, **options)
 
 
 @jax.tree_util.register_dataclass

@@ -46,6 +46,10 @@ def run_experiment(config, workdir: str) -> dict:
     from lcjax.attribution.experiment import run_tracllm
 
     return run_tracllm(config.attribution.to_dict(), workdir)
+  if "rl" in config:  # an RL experiment (experiments/cispo.py)
+    from lcjax.rl.experiment import run_rl
+
+    return run_rl(config, workdir)
   if "train" not in config and "eval" in config:  # an evaluation experiment (experiments/niah.py, ...)
     from lcjax.eval.experiment import run_config
 

@@ -1,0 +1,2 @@
+"""Reinforcement learning: policy losses (CISPO, GRPO, DAPO, PPO-clip, REINFORCE), verifiable rewards, rollouts
+and the RL train step."""
