@@ -74,14 +74,26 @@ def _record(task, strategy, q, res) -> dict:
           "documents": res.documents}
 
 
+def _records(path: str, problems: list) -> list[dict]:
+  """The records already written to `path` (lines that are not a record with an id are reported in `problems`)."""
+  from lcjax.eval.loaders.common import read_jsonl
+
+  rows = read_jsonl(path, problems) if os.path.exists(path) else []
+  good = [r for r in rows if isinstance(r, dict) and "id" in r]
+  if len(good) < len(rows):
+    problems.append((path, None, f"{path}: {len(rows) - len(good)} record(s) without an id ignored"))
+  return good
+
+
 def run_rag(cfg: RagEvalConfig, pretrained=None, lm=None, batch: int = 8) -> list[dict]:
   """Runs (or resumes) every task x strategy; returns the summary rows and writes summary + plot per task."""
-  from lcjax.eval.runner import _end_with_newline, load_results
+  from lcjax.eval.runner import _repair_last_line
   from lcjax.rag import CORPORA, RETRIEVERS, answer_batch, parse_strategy
   from lcjax.rag.drag import PretrainedLM
 
   strategies = [parse_strategy(s) for s in cfg.strategies]
   names = [corpus_name(t) for t in cfg.tasks]
+  problems: list = []  # damaged lines of earlier records: reported, not fatal
   if lm is None:
     if pretrained is None:
       from lcjax.checkpoint import load_pretrained
@@ -98,8 +110,8 @@ def run_rag(cfg: RagEvalConfig, pretrained=None, lm=None, batch: int = 8) -> lis
     for strategy in strategies:
       path = records_path(cfg.out_dir, task, cfg.model, strategy.label)
       os.makedirs(os.path.dirname(path), exist_ok=True)
-      _end_with_newline(path)
-      done = {r["id"] for r in load_results(path)}
+      _repair_last_line(path, problems)  # a run killed mid-write: its partial last record is dropped and redone
+      done = {r["id"] for r in _records(path, problems)}
       todo = [q for q in questions if q.id not in done]
       for start in range(0, len(todo), batch):
         chunk = todo[start:start + batch]
@@ -108,10 +120,12 @@ def run_rag(cfg: RagEvalConfig, pretrained=None, lm=None, batch: int = 8) -> lis
           for q, res in zip(chunk, results):
             f.write(json.dumps(_record(task, strategy, q, res), ensure_ascii=False) + "\n")
       wanted = {q.id for q in questions}
-      records = [r for r in load_results(path) if r["id"] in wanted]
+      records = [r for r in _records(path, problems) if r["id"] in wanted]
       rows.append(summarize(task, strategy, records))
     with open(os.path.join(cfg.out_dir, task, "summary.json"), "w") as f:
       json.dump([r for r in rows if r["task"] == task], f, indent=1)
+  for problem in problems:
+    print(f"warning: {problem[-1]}")
   return rows
 
 

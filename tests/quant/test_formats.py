@@ -76,7 +76,7 @@ def test_bundled_gguf_blocks_dequantise_bit_for_bit(bundled_gguf, type_name):
   g = bundled_gguf
   name = next(n for n, t in g.tensors.items() if t[0] == type_name)
   _, shape, raw = g.tensors[name]
-  raw = np.asarray(raw)[:384]  # 384 output rows keep it quick
+  raw = np.asarray(raw).reshape(shape[0], -1)[:384]  # rows of blocks; 384 output rows keep it quick
   shape = (raw.shape[0], shape[1])
   qa = qarray_from_gguf(raw, type_name, shape)
   ours = np.asarray(jax.jit(lambda q: q.dequantize())(jax.tree.map(jnp.asarray, qa)))
