@@ -9,3 +9,4 @@ __all__ = ["ATTENTION_IMPLS", "CAUSAL", "DECODE_IMPLS", "FULL", "MaskSpec", "att
 from lcjax.ops import attention_pallas  # noqa: E402,F401  (registers pallas_triton, pallas_tpu, pallas_mosaic_gpu)
 from lcjax.ops import decode_pallas  # noqa: E402,F401  (registers the pallas decode impls)
 from lcjax.ops.block_sparse import BLOCK_SPARSE_IMPLS, block_sparse_attention  # noqa: E402,F401
+from lcjax.ops.tree_attention import TREE_IMPLS, hybrid_tree_attention  # noqa: E402,F401
