@@ -5,7 +5,8 @@
                   > 1 drafts the continuations of that many matches as a tree. Deterministic, no parameters.
   model           any smaller lcjax model with the target's tokenizer, drafting a chain with its own dense KV cache
                   (argmax when greedy, sampled from its filtered distribution when sampling).
-  longspec        `lcjax.models.longspec` (registered there).
+  longspec        LongSpec's one-layer draft (`lcjax.models.longspec`): sliding-window ring cache + cross-attention
+                  to the target's last-layer cache.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from lcjax.errors import ConfigError
@@ -21,6 +23,7 @@ from lcjax.inference.generate import Generator, _round_up
 from lcjax.inference.sampling import SamplingConfig
 from lcjax.inference.spec_tree import DraftTree, chain_parents, sampling_probs
 from lcjax.inference.speculative import DraftContext, Drafter, check_gamma
+from lcjax.models.longspec import RingKV
 from lcjax.registry import Registry
 
 DRAFTERS: Registry[type] = Registry("drafter")
@@ -99,27 +102,89 @@ class ModelDrafter(Drafter):
 
   def draft(self, params, dstate, ctx: DraftContext, key, sampling: SamplingConfig):
     model = nnx.merge(self.graphdef, params)
-    b = ctx.lengths.shape[0]
-    prev = jnp.take_along_axis(ctx.history, jnp.maximum(ctx.lengths - 1, 0)[:, None], axis=1)[:, 0]
-    _, cache = model(prev[:, None], jnp.maximum(ctx.lengths - 1, 0)[:, None], cache=dstate)
-    greedy = sampling.temperature == 0.0
 
-    def step(carry, j):
-      cache, token = carry
-      logits, cache = model(token[:, None], (ctx.lengths + j)[:, None], cache=cache)
-      logits = logits[:, 0]
-      if greedy:
-        nxt, probs = jnp.argmax(logits, -1).astype(jnp.int32), jnp.zeros((b, 0), jnp.float32)
-      else:
-        probs = sampling_probs(logits, sampling)
-        nxt = jax.random.categorical(jax.random.fold_in(key, j), jnp.log(probs), axis=-1).astype(jnp.int32)
-      return (cache, nxt), (nxt, probs)
+    def step(cache, tokens, positions):
+      logits, cache = model(tokens[:, None], positions[:, None], cache=cache)
+      return logits[:, 0], cache
 
-    (cache, _), (drafted, probs) = jax.lax.scan(step, (cache, ctx.last), jnp.arange(self.gamma))
-    tokens = jnp.concatenate([ctx.last[:, None], drafted.T], axis=1)
-    tree_probs = None
-    if not greedy:  # node i's children were drawn from probs[i]; the leaf has none
-      probs = jnp.swapaxes(probs, 0, 1)
-      tree_probs = jnp.concatenate([probs, jnp.zeros_like(probs[:, :1])], axis=1)
-    cache = dataclasses.replace(cache, lengths=ctx.lengths)
-    return DraftTree(tokens, chain_parents(b, self.gamma), tree_probs), cache
+    tree, cache = draft_chain(step, dstate, ctx, key, sampling, self.gamma)
+    return tree, dataclasses.replace(cache, lengths=ctx.lengths)
+
+
+def draft_chain(step, state, ctx: DraftContext, key, sampling: SamplingConfig, gamma: int):
+  """A chain of gamma tokens from an autoregressive drafter `step(state, tokens [B], positions [B]) -> (logits
+  [B, V], state)`: re-feeds the token before the last verified one (its cache entry is missing when the whole
+  previous chain was accepted), then the last verified token and gamma - 1 drafted ones; argmax when greedy, else
+  sampled from the filtered draft distribution (returned as the tree's probs)."""
+  b = ctx.lengths.shape[0]
+  before = jnp.maximum(ctx.lengths - 1, 0)
+  _, state = step(state, jnp.take_along_axis(ctx.history, before[:, None], axis=1)[:, 0], before)
+  greedy = sampling.temperature == 0.0
+
+  def one(carry, j):
+    state, token = carry
+    logits, state = step(state, token, ctx.lengths + j)
+    if greedy:
+      nxt, probs = jnp.argmax(logits, -1).astype(jnp.int32), jnp.zeros((b, 0), jnp.float32)
+    else:
+      probs = sampling_probs(logits, sampling)
+      nxt = jax.random.categorical(jax.random.fold_in(key, j), jnp.log(probs), axis=-1).astype(jnp.int32)
+    return (state, nxt), (nxt, probs)
+
+  (state, _), (drafted, probs) = jax.lax.scan(one, (state, ctx.last), jnp.arange(gamma))
+  tokens = jnp.concatenate([ctx.last[:, None], drafted.T], axis=1)
+  tree_probs = None
+  if not greedy:  # node i's children were drawn from probs[i]; the leaf has none
+    probs = jnp.swapaxes(probs, 0, 1)
+    tree_probs = jnp.concatenate([probs, jnp.zeros_like(probs[:, :1])], axis=1)
+  return DraftTree(tokens, chain_parents(b, gamma), tree_probs), state
+
+
+@DRAFTERS.register("longspec")
+class LongSpecDrafter(Drafter):
+  """LongSpec's one-layer draft (`lcjax.models.longspec`) drafting a chain: its sliding-window self-attention in a
+  ring buffer of window + gamma + 1 slots (constant memory), cross-attention over the target's committed
+  last-layer cache. Params: {"draft": draft state, "target": target state} (embedding and head are the target's).
+
+  Args:
+    target_cfg, target_graphdef: the target.  draft_graphdef: `nnx.split(LongSpecDraft(...))[0]`.
+    window: the draft's W.  gamma: draft tokens.
+  """
+
+  name = "longspec"
+
+  def __init__(self, target_cfg, target_graphdef, draft_graphdef, window: int, gamma: int = 4):
+    self.cfg, self.target_graphdef, self.draft_graphdef = target_cfg, target_graphdef, draft_graphdef
+    self.window, self.gamma = window, check_gamma(gamma)
+    self.vocab_size = target_cfg.vocab_size
+    self.num_nodes, self.max_depth = 1 + self.gamma, self.gamma
+    self.slots = window + self.gamma + 1
+    self._start = jax.jit(self._start_fn)
+
+  def _start_fn(self, params, tokens, lengths):
+    draft = nnx.merge(self.draft_graphdef, params["draft"])
+    target = nnx.merge(self.target_graphdef, params["target"])
+    b, t = tokens.shape
+    positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+    k, v = draft.ring_keys(target, tokens, positions)
+    ring = RingKV.zeros(b, self.slots, self.window, self.cfg.num_kv_heads, self.cfg.head_dim, k.dtype)
+    keep = (positions < lengths[:, None]) & (positions >= lengths[:, None] - self.window)
+    return ring.update(k, v, positions, keep)
+
+  def start(self, params, prompts, max_len):
+    t = _round_up(max(len(p) for p in prompts), 16)
+    tokens = np.zeros((len(prompts), t), np.int32)
+    for i, p in enumerate(prompts):
+      tokens[i, :len(p)] = p
+    return self._start(params, jnp.asarray(tokens), jnp.asarray([len(p) for p in prompts], jnp.int32))
+
+  def draft(self, params, dstate, ctx: DraftContext, key, sampling: SamplingConfig):
+    draft = nnx.merge(self.draft_graphdef, params["draft"])
+    target = nnx.merge(self.target_graphdef, params["target"])
+    cross = ctx.cache.layers[-1]
+
+    def step(ring, tokens, positions):
+      logits, ring = draft.step(target, tokens[:, None], positions[:, None], ring, cross.k, cross.v, ctx.lengths)
+      return logits[:, 0], ring
+
+    return draft_chain(step, dstate, ctx, key, sampling, self.gamma)
