@@ -188,3 +188,31 @@ class LongSpecDrafter(Drafter):
       return logits[:, 0], ring
 
     return draft_chain(step, dstate, ctx, key, sampling, self.gamma)
+
+
+def drafter_from_spec(spec: str, gamma: int, target):
+  """A drafter and its params from a CLI spec: "prompt_lookup", "model:PATH" (any model `load_pretrained`
+  reads, sharing the target's tokenizer) or "longspec:DIR" (a draft saved by `models.longspec.save_draft`).
+
+  Args:
+    spec: the spec.  gamma: draft tokens.  target: the target's `Pretrained` (cfg, graphdef, state).
+  Returns:
+    (drafter, draft params).
+  Raises:
+    ConfigError: an unknown drafter name.
+  """
+  name, _, arg = spec.partition(":")
+  if name == "prompt_lookup":
+    return PromptLookup(gamma), None
+  if name == "model" and arg:
+    from lcjax.checkpoint import load_pretrained
+
+    small = load_pretrained(arg, dtype=target.cfg.dtype)
+    return ModelDrafter(small.cfg, small.graphdef, gamma), small.state
+  if name == "longspec" and arg:
+    from lcjax.models.longspec import load_draft
+
+    graphdef, state, window = load_draft(arg, target.cfg)
+    return LongSpecDrafter(target.cfg, target.graphdef, graphdef, window, gamma), {"draft": state,
+                                                                                    "target": target.state}
+  raise ConfigError(f"unknown drafter spec {spec!r}; accepted: prompt_lookup, model:PATH, longspec:DIR")

@@ -34,6 +34,10 @@ def run_experiment(config, workdir: str) -> dict:
   from lcjax.training.loop import train
   from lcjax.training.retrieval import evaluate_retrieval
 
+  if "longspec" in config:  # experiments/longspec.py: draft training + acceptance measurement
+    from lcjax.training.longspec import run_longspec
+
+    return run_longspec(config.longspec.to_dict(), workdir)
   if "train" not in config and "eval" in config:  # an evaluation experiment (experiments/niah.py, ...)
     from lcjax.eval.experiment import run_config
 

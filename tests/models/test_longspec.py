@@ -1,0 +1,94 @@
+"""LongSpec draft: Anchor-Offset positions, constant draft memory, the training lag rule, training lowers the
+loss, greedy losslessness with an untrained and a trained draft, checkpoint round trip."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from lcjax.errors import ConfigError
+from lcjax.inference import Generator
+from lcjax.inference.drafters import LongSpecDrafter, drafter_from_spec
+from lcjax.inference.speculative import SpeculativeGenerator
+from lcjax.models.build import init_model
+from lcjax.models.longspec import LongSpecDraft, anchor_offset_positions, last_layer_kv, load_draft, save_draft
+from lcjax.training.longspec import train_longspec
+from tests.tiny import TINY
+
+WINDOW = 8
+
+
+@pytest.fixture(scope="module")
+def models():
+  target = init_model(TINY, seed=0)
+  target.lm_head[...] = target.lm_head[...] * 40.0  # spread the logits: no near-ties in the greedy references
+  tgraph, tstate = nnx.split(target)
+  dgraph, dstate = nnx.split(LongSpecDraft(TINY, window=WINDOW, key=jax.random.PRNGKey(1)))
+  return tgraph, tstate, dgraph, dstate
+
+
+@pytest.mark.parametrize("length", [100, 1000, 2000])
+def test_anchor_offset_positions(length):
+  rng = np.random.default_rng(0)
+  for _ in range(50):
+    pos = anchor_offset_positions(length, 32768, rng)
+    assert len(pos) == length and np.all(np.diff(pos) > 0)
+    if length > 1200:
+      assert pos.tolist() == list(range(length))
+      continue
+    sink = int(np.argmax(np.diff(np.concatenate([pos, [pos[-1] + 1]])) != 1)) + 1
+    assert sink <= 5 and pos[:min(sink, 5)].tolist() == list(range(min(sink, 5)))
+    assert pos.max() < min(30000, 32768 - 1000)
+
+
+def test_draft_memory_is_constant_in_context(models):
+  tgraph, tstate, dgraph, dstate = models
+  drafter = LongSpecDrafter(TINY, tgraph, dgraph, WINDOW, 3)
+  params = {"draft": dstate, "target": tstate}
+  shapes = [jax.eval_shape(drafter._start_fn, params, jnp.zeros((1, n), jnp.int32), jnp.asarray([n]))
+            for n in (1024, 8192)]
+  nbytes = [sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(s)) for s in shapes]
+  assert nbytes[0] == nbytes[1] > 0
+  assert shapes[0].k.shape[1] == WINDOW + 3 + 1
+
+
+def test_cross_attention_hides_the_newest_pad_target_keys(models):
+  tgraph, tstate, dgraph, dstate = models
+  target, draft = nnx.merge(tgraph, tstate), nnx.merge(dgraph, dstate)
+  tokens = jax.random.randint(jax.random.PRNGKey(2), (1, 12), 0, TINY.vocab_size)
+  pos = jnp.arange(12)[None] + 100
+  k, v = last_layer_kv(target, tokens, pos)
+  pad = jnp.asarray([3])
+  base = draft.train_logits(target, tokens, pos, k, v, pad)
+  bumped = draft.train_logits(target, tokens, pos, k.at[:, 8:].add(5.0), v.at[:, 8:].add(5.0), pad)
+  np.testing.assert_allclose(np.asarray(bumped[0, :11]), np.asarray(base[0, :11]), atol=1e-5)  # t - 3 < 8
+  assert not np.allclose(np.asarray(bumped[0, 11]), np.asarray(base[0, 11]), atol=1e-4)
+
+
+def test_greedy_lossless_untrained_and_trained_and_checkpoint(models, tmp_path):
+  tgraph, tstate, dgraph, dstate = models
+  prompts = [[5, 6, 7, 8, 5, 6, 7, 9, 5, 6, 7, 8, 5], [3, 4, 3, 4, 3, 11, 12]]
+  gen = Generator(TINY, tgraph, pad_to=16)
+  ref = gen.generate(tstate, prompts, max_new_tokens=16, stop_ids=[]).tokens
+  spec = SpeculativeGenerator(gen, LongSpecDrafter(TINY, tgraph, dgraph, WINDOW, 3))
+  untrained = spec.generate(tstate, prompts, draft_params={"draft": dstate, "target": tstate}, max_new_tokens=16,
+                            stop_ids=[])
+  assert untrained.tokens == ref
+  stream = np.tile(np.arange(10, 30), 40)
+  trained, history = train_longspec((TINY, tgraph, tstate), (dgraph, dstate), stream, steps=12, seq_len=24,
+                                    batch=2, lr=3e-3, max_len=4096)
+  assert history[-1]["loss"] < history[0]["loss"]
+  out = spec.generate(tstate, prompts, draft_params={"draft": trained, "target": tstate}, max_new_tokens=16,
+                      stop_ids=[])
+  assert out.tokens == ref
+  save_draft(str(tmp_path / "d"), trained, WINDOW)
+  _, loaded, window = load_draft(str(tmp_path / "d"), TINY)
+  assert window == WINDOW
+  for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(trained)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_unknown_drafter_spec_raises(models):
+  with pytest.raises(ConfigError, match="prompt_lookup, model:PATH, longspec:DIR"):
+    drafter_from_spec("ngram", 4, None)
