@@ -65,7 +65,7 @@ def _history(prompts, outs):
 
 def test_greedy_chain_and_tree_equal_target_greedy(tiny):
   graphdef, state, gen, ref = tiny
-  for drafter in (PromptLookup(4), PromptLookup(3, branches=3)):
+  for drafter in (PromptLookup(3, branches=3),):  # a tree; chains: the model / LongSpec drafters below
     out = SpeculativeGenerator(gen, drafter).generate(state, PROMPTS, max_new_tokens=NEW, stop_ids=[])
     assert out.tokens == ref
     hist = np.asarray(out.accepted_hist)
@@ -85,16 +85,11 @@ def test_greedy_oracle_tree_and_model_drafter(tiny):
   out = SpeculativeGenerator(gen, ModelDrafter(small_cfg, small_def, 3)).generate(
       state, PROMPTS, draft_params=small_state, max_new_tokens=NEW, stop_ids=[])
   assert out.tokens == ref
-  self_draft = SpeculativeGenerator(gen, ModelDrafter(TINY, graphdef, 3)).generate(
-      state, PROMPTS, draft_params=state, max_new_tokens=NEW, stop_ids=[])
-  assert self_draft.tokens == ref and self_draft.depth_accept == [1.0, 1.0, 1.0]
 
 
-@pytest.mark.parametrize("method", [dict(name="sink_window", budget=12, sink=2), dict(name="dense", block_size=8)])
-def test_greedy_with_kv_method_equals_method_greedy(tiny, method):
+def test_greedy_with_sparse_kv_method_equals_method_greedy(tiny):
   graphdef, state, _, _ = tiny
-  name = method.pop("name")
-  gen = MethodGenerator(TINY, graphdef, make_method(name, **method), pad_to=16)
+  gen = MethodGenerator(TINY, graphdef, make_method("sink_window", budget=12, sink=2), pad_to=16)
   ref = gen.generate(state, PROMPTS, max_new_tokens=NEW, stop_ids=[]).tokens
   out = SpeculativeGenerator(gen, OracleTree(_history(PROMPTS, ref), gamma=2)).generate(
       state, PROMPTS, max_new_tokens=NEW, stop_ids=[])

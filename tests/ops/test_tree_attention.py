@@ -43,7 +43,7 @@ def _dense_oracle(q, kc, vc, lengths, kt, vt, mask):
   return out
 
 
-@pytest.mark.parametrize("n,k,parents", [(4, 2, PARENTS), (4, 4, PARENTS), (2, 1, [-1])])
+@pytest.mark.parametrize("n,k,parents", [(4, 2, PARENTS), (2, 1, [-1])])  # GQA tree; one-node tree
 def test_hybrid_equals_dense_masked_attention(n, k, parents):
   b, s, h, t = 2, 32, 8, len(parents)
   ks = jax.random.split(jax.random.PRNGKey(0), 5)
@@ -52,7 +52,7 @@ def test_hybrid_equals_dense_masked_attention(n, k, parents):
   kt, vt = (jax.random.normal(x, (b, t, k, h)) for x in ks[3:5])
   lengths = jnp.asarray([20, 5])
   mask = _tree_mask(parents, b)
-  got = hybrid_tree_attention(q, kc, vc, lengths, kt, vt, mask)
+  got = jax.jit(hybrid_tree_attention)(q, kc, vc, lengths, kt, vt, mask)
   np.testing.assert_allclose(np.asarray(got), _dense_oracle(q, kc, vc, lengths, kt, vt, mask), atol=1e-5)
 
 
