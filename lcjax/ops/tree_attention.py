@@ -20,6 +20,7 @@ which is exactly softmax attention over [prefix | tree] under the mask [1..1 | t
 from __future__ import annotations
 
 import math
+import os
 from typing import Callable
 
 import jax
@@ -27,7 +28,7 @@ import jax.numpy as jnp
 
 import pallas_kernels.tree_attention as ta
 from lcjax.errors import ShapeError
-from lcjax.ops.attention import check_qkv, resolve_impl
+from lcjax.ops.attention import check_qkv, current_platform, resolve_impl
 from lcjax.ops.block_sparse import block_sparse_attention
 from lcjax.registry import Registry
 
@@ -94,8 +95,13 @@ def merge_lse(out_p, lse_p, out_t, lse_t):
 def dense_prefix(q, k_cache, v_cache, prefix_lengths, *, impl: str = "auto", scale: float | None = None,
                  softcap: float | None = None, **options):
   """Unmasked attention of q [B, T, N, H] over the cached prefix [0, prefix_lengths) of a heads-major cache
-  k, v [B, K, S, H], through `ops.block_sparse_attention` with every block selected. Returns (out, lse [B, T, N])."""
+  k, v [B, K, S, H], through `ops.block_sparse_attention` with every block selected. Returns (out, lse [B, T, N]).
+
+  On CPU "auto" takes the "xla" impl: with every block selected, the reference's gather would copy the whole cache.
+  """
   b, kh, s, _ = k_cache.shape
+  if impl == "auto" and current_platform() == "cpu" and os.environ.get("LCJAX_FORCE_REFERENCE") != "1":
+    impl = "xla"
   c = next(c for c in (128, 64, 32, 16, 8, 1) if s % c == 0)
   m = s // c
   ids = jnp.broadcast_to(jnp.arange(m, dtype=jnp.int32), (b, kh, m))

@@ -78,7 +78,7 @@ def test_greedy_lossless_untrained_and_trained_and_checkpoint(models, tmp_path):
                             stop_ids=[])
   assert untrained.tokens == ref
   stream = np.tile(np.arange(10, 30), 40)
-  trained, history = train_longspec((TINY, tgraph, tstate), (dgraph, dstate), stream, steps=6, seq_len=24,
+  trained, history = train_longspec((TINY, tgraph, tstate), (dgraph, dstate), stream, steps=3, seq_len=24,
                                     batch=2, lr=3e-3, max_len=4096)
   assert history[-1]["loss"] < history[0]["loss"]
   out = spec.generate(tstate, prompts, draft_params={"draft": trained, "target": tstate}, max_new_tokens=16,
