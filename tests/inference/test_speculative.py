@@ -19,7 +19,7 @@ from lcjax.inference.spec_tree import (DraftTree, accept_probability, ancestor_m
 from lcjax.inference.speculative import Drafter, SpeculativeGenerator, check_tree_fits
 from lcjax.kvcache.base import make_method
 from lcjax.models.build import init_model
-from tests.tiny import TINY
+from tests.tiny import TINY, spread_tiny
 
 PROMPTS = [[5, 6, 7, 8, 5, 6, 7, 9, 5, 6, 7, 8, 5], [3, 4, 3, 4, 3, 11, 12]]
 NEW = 24
@@ -27,9 +27,7 @@ NEW = 24
 
 @pytest.fixture(scope="module")
 def tiny():
-  model = init_model(TINY, seed=0)
-  model.lm_head[...] = model.lm_head[...] * 40.0  # spread the logits: no near-ties in the greedy references
-  graphdef, state = nnx.split(model)
+  graphdef, state = nnx.split(spread_tiny())
   gen = Generator(TINY, graphdef, pad_to=16)
   ref = gen.generate(state, PROMPTS, max_new_tokens=NEW, stop_ids=[])
   return graphdef, state, gen, ref.tokens

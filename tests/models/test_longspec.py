@@ -11,19 +11,16 @@ from lcjax.errors import ConfigError
 from lcjax.inference import Generator
 from lcjax.inference.drafters import LongSpecDrafter, drafter_from_spec
 from lcjax.inference.speculative import SpeculativeGenerator
-from lcjax.models.build import init_model
 from lcjax.models.longspec import LongSpecDraft, anchor_offset_positions, load_draft, save_draft
 from lcjax.training.longspec import teacher_kv, train_longspec
-from tests.tiny import TINY
+from tests.tiny import TINY, spread_tiny
 
 WINDOW = 8
 
 
 @pytest.fixture(scope="module")
 def models():
-  target = init_model(TINY, seed=0)
-  target.lm_head[...] = target.lm_head[...] * 40.0  # spread the logits: no near-ties in the greedy references
-  tgraph, tstate = nnx.split(target)
+  tgraph, tstate = nnx.split(spread_tiny())
   dgraph, dstate = nnx.split(LongSpecDraft(TINY, window=WINDOW, key=jax.random.PRNGKey(1)))
   return tgraph, tstate, dgraph, dstate
 
