@@ -74,6 +74,7 @@ def engines(pretrained, gamma: int, small_layers: int, longspec_dir: str | None)
           f"small model ({small_layers}-layer early exit)": (ModelDrafter(scfg, sgraph, gamma), sstate)}
   if longspec_dir:
     spec["LongSpec chain"] = drafter_from_spec(f"longspec:{longspec_dir}", gamma, pretrained)
+    spec["LongSpec tree [4, 4, 4, 4]"] = drafter_from_spec(f"longspec:{longspec_dir}", gamma, pretrained, (4, 4, 4, 4))
 
   def plain(prompt, new):
     r = gen.generate(pretrained.state, [prompt], max_new_tokens=new, stop_ids=[])

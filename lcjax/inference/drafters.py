@@ -153,12 +153,19 @@ class LongSpecDrafter(Drafter):
 
   name = "longspec"
 
-  def __init__(self, target_cfg, target_graphdef, draft_graphdef, window: int, gamma: int = 4):
+  def __init__(self, target_cfg, target_graphdef, draft_graphdef, window: int, gamma: int = 4,
+               tree_shape: tuple[int, ...] | None = None):
     self.cfg, self.target_graphdef, self.draft_graphdef = target_cfg, target_graphdef, draft_graphdef
     self.window, self.gamma = window, check_gamma(gamma)
+    self.tree_shape = None if tree_shape is None else tuple(int(w) for w in tree_shape)
+    if self.tree_shape is not None and (not self.tree_shape or min(self.tree_shape) < 1):
+      raise ConfigError(f"LongSpec tree_shape needs >= 1 candidates per depth, got {tree_shape!r}")
     self.vocab_size = target_cfg.vocab_size
-    self.num_nodes, self.max_depth = 1 + self.gamma, self.gamma
-    self.slots = window + self.gamma + 1
+    if self.tree_shape is None:
+      self.num_nodes, self.max_depth = 1 + self.gamma, self.gamma
+    else:
+      self.num_nodes, self.max_depth = 1 + sum(self.tree_shape), len(self.tree_shape)
+    self.slots = window + self.max_depth + 1
     self._start = jax.jit(self._start_fn)
 
   def _start_fn(self, params, tokens, lengths):
@@ -183,19 +190,59 @@ class LongSpecDrafter(Drafter):
     target = nnx.merge(self.target_graphdef, params["target"])
     cross = ctx.cache.layers[-1]
 
-    def step(ring, tokens, positions):
-      logits, ring = draft.step(target, tokens[:, None], positions[:, None], ring, cross.k, cross.v, ctx.lengths)
-      return logits[:, 0], ring
+    def step(cache, tokens, positions):  # tokens, positions [B] -> logits [B, V]; [B, T] -> [B, T, V]
+      one = tokens.ndim == 1
+      tokens, positions = (tokens[:, None], positions[:, None]) if one else (tokens, positions)
+      logits, cache = draft.step(target, tokens, positions, cache, cross.k, cross.v, ctx.lengths)
+      return (logits[:, 0] if one else logits), cache
 
-    return draft_chain(step, dstate, ctx, key, sampling, self.gamma)
+    if self.tree_shape is None:
+      return draft_chain(step, dstate, ctx, key, sampling, self.gamma)
+    return self._draft_tree(step, dstate, ctx)
+
+  def _draft_tree(self, step, ring, ctx: DraftContext):
+    """LongSpec's beam tree: depth 1 = the draft's top-w1 after the root; depth d > 1 = the top-w_d of (parent's
+    cumulative log-prob + child log-prob) over every parent x vocabulary. Each depth runs as one draft pass whose
+    self-attention is the ring (verified context) plus the tree buffer under the ancestor mask."""
+    from lcjax.models.longspec import DraftTreeKV
+
+    b, n = ctx.lengths.shape[0], ctx.lengths
+    before = jnp.maximum(n - 1, 0)
+    _, ring = step(ring, jnp.take_along_axis(ctx.history, before[:, None], axis=1)[:, 0], before)
+    logits, ring = step(ring, ctx.last, n)
+    cum = jax.nn.log_softmax(logits.astype(jnp.float32), -1)[:, None]                    # [B, 1, V]
+    total, v = sum(self.tree_shape), cum.shape[-1]
+    kh, h = self.cfg.num_kv_heads, self.cfg.head_dim
+    buf_k = buf_v = jnp.zeros((b, total, kh, h), ring.k.dtype)
+    visible = jnp.zeros((b, total, total), bool)
+    tokens, parents = [ctx.last[:, None]], [jnp.full((b, 1), -1, jnp.int32)]
+    prev_nodes, off = jnp.zeros((b, 1), jnp.int32), 0
+    for d, width in enumerate(self.tree_shape):
+      vals, idx = jax.lax.top_k(cum.reshape(b, -1), width)
+      tok, par = (idx % v).astype(jnp.int32), jnp.take_along_axis(prev_nodes, idx // v, axis=1)
+      own = jnp.arange(off, off + width)
+      par_rows = jnp.take_along_axis(visible, jnp.clip(par - 1, 0)[:, :, None], axis=1) & (par > 0)[:, :, None]
+      rows = par_rows | (jnp.arange(total)[None, None] == own[None, :, None])
+      visible = visible.at[:, off:off + width].set(rows)
+      tokens.append(tok)
+      parents.append(par)
+      if d + 1 < len(self.tree_shape):
+        cache = DraftTreeKV(ring, buf_k, buf_v, rows, n, off)
+        pos = jnp.broadcast_to((n + d + 1)[:, None], (b, width))
+        logits, cache = step(cache, tok, pos)
+        buf_k, buf_v = cache.buf_k, cache.buf_v
+        cum = vals[:, :, None] + jax.nn.log_softmax(logits.astype(jnp.float32), -1)
+      prev_nodes, off = jnp.broadcast_to(1 + own[None], (b, width)).astype(jnp.int32), off + width
+    return DraftTree(jnp.concatenate(tokens, 1), jnp.concatenate(parents, 1)), ring
 
 
-def drafter_from_spec(spec: str, gamma: int, target):
+def drafter_from_spec(spec: str, gamma: int, target, tree_shape: tuple[int, ...] | None = None):
   """A drafter and its params from a CLI spec: "prompt_lookup", "model:PATH" (any model `load_pretrained`
   reads, sharing the target's tokenizer) or "longspec:DIR" (a draft saved by `models.longspec.save_draft`).
 
   Args:
     spec: the spec.  gamma: draft tokens.  target: the target's `Pretrained` (cfg, graphdef, state).
+    tree_shape: LongSpec only: candidates per depth of a beam tree (None: a chain of gamma).
   Returns:
     (drafter, draft params).
   Raises:
@@ -213,6 +260,6 @@ def drafter_from_spec(spec: str, gamma: int, target):
     from lcjax.models.longspec import load_draft
 
     graphdef, state, window = load_draft(arg, target.cfg)
-    return LongSpecDrafter(target.cfg, target.graphdef, graphdef, window, gamma), {"draft": state,
-                                                                                    "target": target.state}
+    drafter = LongSpecDrafter(target.cfg, target.graphdef, graphdef, window, gamma, tree_shape=tree_shape)
+    return drafter, {"draft": state, "target": target.state}
   raise ConfigError(f"unknown drafter spec {spec!r}; accepted: prompt_lookup, model:PATH, longspec:DIR")

@@ -34,7 +34,8 @@ from lcjax.layers.norm import RMSNorm
 from lcjax.layers.rope import apply_rope, rope_cos_sin, rope_frequencies
 from lcjax.ops.attention import attention
 from lcjax.ops.mask import MaskSpec
-from lcjax.ops.tree_attention import dense_prefix
+from lcjax.kvcache.attend import attend_rows
+from lcjax.ops.tree_attention import dense_prefix, merge_lse, tree_part
 from lcjax.sharding import axes
 
 EMPTY = 2**30  # position of an empty ring slot: after every query, so the causal mask hides it
@@ -73,6 +74,43 @@ class RingKV:
     ring_mask = MaskSpec(causal=True, window=self.window, q_positions=mask.q_positions, kv_positions=self.pos)
     return attention(q, self.k.astype(q.dtype), self.v.astype(q.dtype), mask=ring_mask, impl=attention_impl,
                      softcap=softcap)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class DraftTreeKV:
+  """The draft's self-attention cache while it expands one depth of a draft tree (LongSpec's tree drafting): the
+  ring holds the verified context (positions <= root), the tree nodes' keys/values sit in a buffer. A node sees the
+  ring inside its window and, in the buffer, itself and its ancestors (hybrid tree attention, merged by lse).
+
+  Attributes:
+    ring: RingKV.  buf_k, buf_v: [B, Tt, K, H] keys/values of the non-root tree nodes.  visible: [B, T, Tt] bool
+    this depth's nodes over the buffer.  root: [B] int32 the root's position (ring keys after it are stale).
+    offset: buffer slot of this depth's first node (static).
+  """
+
+  ring: RingKV
+  buf_k: jax.Array
+  buf_v: jax.Array
+  visible: jax.Array
+  root: jax.Array
+  offset: int = dataclasses.field(metadata=dict(static=True))
+
+  def update(self, k, v, positions) -> "DraftTreeKV":
+    put = lambda buf, new: jax.lax.dynamic_update_slice_in_dim(buf, new.astype(buf.dtype), self.offset, 1)  # noqa
+    return dataclasses.replace(self, buf_k=put(self.buf_k, k), buf_v=put(self.buf_v, v))
+
+  def attend(self, q, mask: MaskSpec, *, softcap=None, **_):
+    """Nodes q [B, T, N, H] at one depth (all at position mask.q_positions[:, 0])."""
+    ring, qpos = self.ring, mask.q_positions[:, 0]
+    in_window = (ring.pos <= self.root[:, None]) & (ring.pos > (qpos - ring.window)[:, None])
+    kv_pos = jnp.broadcast_to(jnp.where(in_window, ring.pos, EMPTY)[:, None], (q.shape[0], ring.k.shape[2],
+                                                                               ring.k.shape[1]))
+    out_p, lse_p = attend_rows(q, jnp.swapaxes(ring.k, 1, 2), jnp.swapaxes(ring.v, 1, 2), kv_pos, qpos + 1,
+                               softcap=softcap)
+    out_t, lse_t = tree_part(q, self.buf_k.astype(q.dtype), self.buf_v.astype(q.dtype), self.visible,
+                             softcap=softcap)
+    return merge_lse(out_p, lse_p, out_t, lse_t)[0]
 
 
 class LongSpecDraft(nnx.Module):
@@ -127,10 +165,11 @@ class LongSpecDraft(nnx.Module):
     h = h + self.mlp(self.mlp_norm(h))
     return target.logits(h)
 
-  def step(self, target, tokens, positions, ring: RingKV, cross_k, cross_v, cross_len):
-    """Draft decode of tokens [B, T] at positions [B, T] -> (logits [B, T, V], ring).
+  def step(self, target, tokens, positions, ring, cross_k, cross_v, cross_len):
+    """Draft decode of tokens [B, T] at positions [B, T] -> (logits [B, T, V], self-attention cache).
 
-    cross_k, cross_v: [B, K, S, H] the target's last-layer cache (heads-major); cross_len [B] committed length.
+    ring: a `RingKV` (chain) or `DraftTreeKV` (one depth of a tree).  cross_k, cross_v: [B, K, S, H] the target's
+    last-layer cache (heads-major); cross_len [B] committed length.
     """
     dt = jnp.dtype(self.cfg.dtype)
     cos, sin = self._rope(positions)

@@ -8,9 +8,9 @@ import pytest
 from flax import nnx
 
 from lcjax.errors import ConfigError
-from lcjax.inference import Generator
+from lcjax.inference import Generator, SamplingConfig
 from lcjax.inference.drafters import LongSpecDrafter, drafter_from_spec
-from lcjax.inference.speculative import SpeculativeGenerator
+from lcjax.inference.speculative import DraftContext, SpeculativeGenerator
 from lcjax.models.longspec import LongSpecDraft, anchor_offset_positions, load_draft, save_draft
 from lcjax.training.longspec import teacher_kv, train_longspec
 from tests.tiny import TINY, spread_tiny
@@ -91,3 +91,31 @@ def test_greedy_lossless_untrained_and_trained_and_checkpoint(models, tmp_path):
 def test_unknown_drafter_spec_raises(models):
   with pytest.raises(ConfigError, match="prompt_lookup, model:PATH, longspec:DIR"):
     drafter_from_spec("ngram", 4, None)
+
+
+def test_tree_drafting_top1_path_equals_chain_and_tree_is_lossless(models):
+  """A width-1 beam tree is the greedy chain (the ring + tree-buffer hybrid attention equals the ring path), and
+  greedy output with a [2, 3, 3] draft tree equals the target's."""
+  tgraph, tstate, dgraph, dstate = models
+  prompts = [[5, 6, 7, 8, 5, 6, 7, 9, 5, 6, 7, 8, 5], [3, 4, 3, 4, 3, 11, 12]]
+  gen = Generator(TINY, tgraph, pad_to=16)
+  params = {"draft": dstate, "target": tstate}
+  cache = gen.init_cache(2, 48)
+  _, cache = gen.prefill(tstate, prompts, cache)
+  hist = np.zeros((2, 48), np.int32)
+  for i, p in enumerate(prompts):
+    hist[i, :len(p)] = p
+  hist[:, [len(p) for p in prompts]] = 0
+  hist[[0, 1], [len(p) for p in prompts]] = [17, 23]                      # the "last verified" tokens
+  ctx = DraftContext(jnp.asarray(hist), cache.lengths, cache)
+  trees = []
+  for kwargs in (dict(gamma=3), dict(tree_shape=(1, 1, 1))):
+    drafter = LongSpecDrafter(TINY, tgraph, dgraph, WINDOW, **kwargs)
+    ring = drafter.start(params, prompts, 48)
+    trees.append(jax.jit(lambda r, c, d=drafter: d.draft(params, r, c, None, SamplingConfig())[0])(ring, ctx))
+  np.testing.assert_array_equal(np.asarray(trees[0].tokens), np.asarray(trees[1].tokens))
+  np.testing.assert_array_equal(np.asarray(trees[0].parents), np.asarray(trees[1].parents))
+  ref = gen.generate(tstate, prompts, max_new_tokens=16, stop_ids=[]).tokens
+  tree = SpeculativeGenerator(gen, LongSpecDrafter(TINY, tgraph, dgraph, WINDOW, tree_shape=(2, 3, 3)))
+  out = tree.generate(tstate, prompts, draft_params=params, max_new_tokens=16, stop_ids=[])
+  assert out.tokens == ref and len(out.accepted_hist) == 5
