@@ -10,3 +10,13 @@ TINY_TIED = TINY.replace(tie_embeddings=True)
 SMOLLM2_135M = ModelConfig(vocab_size=49152, dim=576, num_layers=30, num_heads=9, num_kv_heads=3, head_dim=64,
                            mlp_dim=1536, max_seq_len=8192, rope=RopeConfig(theta=100000.0), tie_embeddings=True,
                            eos_token_ids=(2, 0))
+
+
+def spread_tiny(seed: int = 0):
+  """A random TINY model whose head is scaled up 40x: logits spread apart, so greedy references have no near-ties
+  (speculative-decoding equality tests)."""
+  from lcjax.models.build import init_model
+
+  model = init_model(TINY, seed=seed)
+  model.lm_head[...] = model.lm_head[...] * 40.0
+  return model

@@ -43,6 +43,9 @@ def _add(p: argparse.ArgumentParser) -> None:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--stop", action="append", default=[], metavar="TEXT",
                  help="end the reply at the first occurrence of TEXT (repeatable; EOS always ends it)")
+  p.add_argument("--speculative", default=None, metavar="DRAFTER",
+                 help="speculative decoding with a drafter: prompt_lookup, model:PATH or longspec:DIR (lossless)")
+  p.add_argument("--draft-tokens", type=int, default=4, help="draft tokens per speculative step (gamma)")
 
 
 def _run(args) -> int:
@@ -60,9 +63,16 @@ def _run(args) -> int:
   text = args.prompt if args.raw else tok.apply_chat_template([{"role": "user", "content": args.prompt}])
   gen = Generator(pretrained.cfg, pretrained.graphdef)
   eos = tuple(pretrained.cfg.eos_token_ids)
+  extra = {}
+  if args.speculative:
+    from lcjax.inference.drafters import drafter_from_spec
+    from lcjax.inference.speculative import SpeculativeGenerator
+
+    drafter, extra["draft_params"] = drafter_from_spec(args.speculative, args.draft_tokens, pretrained)
+    gen = SpeculativeGenerator(gen, drafter)
   result = gen.generate(pretrained.state, [tok.encode(text)], max_new_tokens=args.max_new_tokens,
                         sampling=SamplingConfig(args.temperature, args.top_k, args.top_p),
-                        rng=jax.random.PRNGKey(args.seed), stop_ids=(*eos, *stop_token_ids(tok, args.stop)))
+                        rng=jax.random.PRNGKey(args.seed), stop_ids=(*eos, *stop_token_ids(tok, args.stop)), **extra)
   print(answer_text(tok, result, 0, args.stop, eos) if args.stop else tok.decode(result.tokens[0]))
   return 0
 

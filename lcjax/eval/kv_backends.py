@@ -77,3 +77,20 @@ def retrieval_table(pretrained, methods: Sequence[str], *, tasks: Sequence[str] 
     rows.append({"task": task, "length": length, "kv": name, "score": score, "n": n,
                  "dense": sum(g["score"] * g["n"] for g in dense) / max(dn, 1)})
   return rows
+
+
+@KV_BACKENDS.register("speculative", doc="greedy speculative decoding over the dense cache (outputs == dense); "
+                                         "options drafter=prompt_lookup|model:PATH|longspec:DIR, draft_tokens")
+def speculative_backend(pretrained, drafter: str = "prompt_lookup", draft_tokens: int = 4, prefill_chunk=None, **_):
+  """The dense backend's generations through `SpeculativeGenerator` with a drafter (`drafter_from_spec`)."""
+  from lcjax.inference import Generator
+  from lcjax.inference.drafters import drafter_from_spec
+  from lcjax.inference.speculative import SpeculativeGenerator
+
+  draft, params = drafter_from_spec(drafter, int(draft_tokens), pretrained)
+  gen = SpeculativeGenerator(Generator(pretrained.cfg, pretrained.graphdef, prefill_chunk=prefill_chunk), draft)
+
+  def generate(prompt: list[int], max_new_tokens: int) -> list[int]:
+    return gen.generate(pretrained.state, [prompt], draft_params=params, max_new_tokens=max_new_tokens).tokens[0]
+
+  return generate

@@ -50,6 +50,10 @@ def run_experiment(config, workdir: str) -> dict:
     from lcjax.rl.experiment import run_rl
 
     return run_rl(config, workdir)
+  if "longspec" in config:  # experiments/longspec.py: draft training + acceptance measurement
+    from lcjax.training.longspec import run_longspec
+
+    return run_longspec(config.longspec.to_dict(), workdir)
   if "train" not in config and "eval" in config:  # an evaluation experiment (experiments/niah.py, ...)
     from lcjax.eval.experiment import run_config
 

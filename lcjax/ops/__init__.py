@@ -12,3 +12,4 @@ from lcjax.ops.block_sparse import BLOCK_SPARSE_IMPLS, block_sparse_attention  #
 from lcjax.ops.linear_attention import LINEAR_ATTENTION_IMPLS, linear_attention  # noqa: E402,F401
 from lcjax.ops import linear_attention_context  # noqa: E402,F401  (registers lasp)
 from lcjax.ops.quantized_matmul import QUANTIZED_MATMUL_IMPLS, quantized_matmul  # noqa: E402,F401
+from lcjax.ops.tree_attention import TREE_IMPLS, hybrid_tree_attention  # noqa: E402,F401
