@@ -31,9 +31,6 @@ def define_flags(flag_values: flags.FlagValues, argv: list[str] | None = None):
   return config, workdir
 
 
-_CONFIG, _WORKDIR = define_flags(flags.FLAGS)
-
-
 def parse_flags(argv: list[str]):
   """(config, workdir) from launcher flags (argv[0] is the program name), on a private FlagValues so that several
   parses in one process do not collide.
@@ -50,7 +47,15 @@ def parse_flags(argv: list[str]):
   if not config.value or not workdir.value:
     raise ConfigError(f"--config path.py:arg and --workdir DIR are both required, got {argv[1:]}")
   return config.value, workdir.value
-_DEBUG = flags.DEFINE_bool("debug", False, "show the full traceback of an error")
+
+
+def _define_process_flags():
+  """The launcher's flags on the global FLAGS, defined only when it runs as a program: importing this module (for
+  `parse_flags`, as `lcjax train` does) must not claim --config in a process where another launcher
+  (`lcjax.launch.xm`) defines it."""
+  global _CONFIG, _WORKDIR, _DEBUG
+  _CONFIG, _WORKDIR = define_flags(flags.FLAGS)
+  _DEBUG = flags.DEFINE_bool("debug", False, "show the full traceback of an error")
 
 
 def main(argv):
@@ -70,4 +75,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_process_flags()
   app.run(main)
