@@ -134,3 +134,16 @@ def test_experiment_configs_build():
     assert cfg.steps >= 1
   assert saliency_train_config(exp.get_config("runlocal,variant=base").saliency).model.head == "saliency"
   assert saliency_train_config(exp.get_config("data=sal").saliency).data.path == os.path.join("sal", "DUTS-TR")
+
+
+def test_data_parallel_run_equals_one_device(trained, tmp_path):
+  """The 2-device run (batch sharded over `data`) trains the same params as the same run on one device."""
+  from lcjax.vision.train import load_saliency_model, saliency_train_config, train_saliency
+
+  workdir, sharded = trained
+  single = train_saliency(saliency_train_config({**TINY_RUN, "num_devices": 1}), str(tmp_path / "one"))
+  np.testing.assert_allclose(single["loss"], sharded["loss"], rtol=1e-5)
+  _, _, want = load_saliency_model(workdir)
+  _, _, got = load_saliency_model(str(tmp_path / "one"))
+  for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
