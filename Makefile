@@ -56,7 +56,7 @@ demo: venv
 	$(VENV)/bin/lcjax demo
 
 test: venv peers
-	$(PYTHON) -m pytest -q -n 2 $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -q -n 2 --durations=25 $(PYTEST_ARGS)
 
 bench: venv peers
 	$(PYTHON) benchmarks/generate.py
